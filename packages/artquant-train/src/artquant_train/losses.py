@@ -1,0 +1,294 @@
+"""The ArtQuant training losses as pure functions of logits and labels.
+
+The objective (reference §5.2) is::
+
+    L = w_desc · CE_desc + w_next · (CE_score∖level + w_kl · KL)
+
+* ``CE_desc``: mean next-token cross-entropy over the answer tokens of description samples.
+* ``CE_score∖level``: the same over score answers (``The quality of the painting is`` + ``.`` +
+  ``</s>``) **without the level token**: its label and the logit that predicts it are removed.
+  Removing both before the shift is the same as ignoring that one (logit, label) pair after it,
+  which is how it is computed here.
+* ``KL``: at the position predicting the level token, ``KL(q || softmax(z))`` where ``q`` is the
+  soft target (``level_probs``) on the level ids and zero elsewhere, and the softmax runs over the
+  full vocabulary (``open``; the original) or the level words only (``closed``); averaged over
+  score samples.
+
+Losses are returned as sums and counts (:class:`LossSums`) so that a trainer can normalise by
+the counts of the whole optimizer step across micro-batches and processes. That keeps the
+gradient of a distributed step equal to the single-process one even when a process has no score
+(or no description) samples in its batch.
+
+Example:
+    >>> import torch
+    >>> logits = torch.zeros(1, 4, 6)
+    >>> labels = torch.tensor([[-100, 3, 2, 5]])
+    >>> sums = loss_sums(logits, labels, torch.tensor([2]), torch.tensor([[0.5, 0.5]]),
+    ...                  torch.tensor([2, 4]))
+    >>> int(sums.score_tokens), round(float(sums.kl_sum), 4)  # 2 CE tokens; KL = log(6/2)
+    (2, 1.0986)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+IGNORE_INDEX = -100
+
+KLMode = Literal["open", "closed", "none"]
+
+
+@dataclass(frozen=True)
+class LossSums:
+    """Un-normalised loss terms of one micro-batch (0-d tensors).
+
+    Attributes:
+        description_ce_sum: summed token CE over description answers.
+        description_tokens: number of those tokens.
+        score_ce_sum: summed token CE over score answers, level token excluded (included when
+            the KL mode is ``none``).
+        score_tokens: number of those tokens.
+        kl_sum: summed KL over score samples.
+        score_rows: number of score samples.
+    """
+
+    description_ce_sum: Tensor
+    description_tokens: Tensor
+    score_ce_sum: Tensor
+    score_tokens: Tensor
+    kl_sum: Tensor
+    score_rows: Tensor
+
+    def counts(self) -> Tensor:
+        """The counts ``[description_tokens, score_tokens, score_rows]`` as float64."""
+        return torch.stack([self.description_tokens, self.score_tokens, self.score_rows]).to(
+            torch.float64
+        )
+
+    def detached_sums(self) -> Tensor:
+        """The three sums, detached, as one float64 tensor (for logging)."""
+        return (
+            torch.stack([self.description_ce_sum, self.score_ce_sum, self.kl_sum])
+            .detach()
+            .to(torch.float64)
+        )
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """The weights of :func:`combine_losses` (defaults: the paper's recipe)."""
+
+    description: float = 1.0
+    next_token: float = 0.05
+    kl: float = 1.0
+
+
+def count_answer_tokens(labels: Tensor, level_positions: Tensor, kl: KLMode = "open") -> Tensor:
+    """Count the tokens :func:`loss_sums` will average over, without a forward pass.
+
+    Args:
+        labels: ``[B, L]`` labels (``-100`` = not supervised).
+        level_positions: ``[B]`` index of the level token in each row's labels, ``-1`` for
+            description rows.
+        kl: the KL mode (with ``none`` the level token stays in the score CE).
+
+    Returns:
+        float64 tensor ``[description_tokens, score_tokens, score_rows]``.
+    """
+    is_score = level_positions >= 0
+    supervised = labels[:, 1:] != IGNORE_INDEX
+    per_row = supervised.sum(dim=1)
+    description_tokens = per_row[~is_score].sum()
+    score_tokens = per_row[is_score].sum()
+    if kl != "none":
+        score_tokens = score_tokens - is_score.sum()
+    return torch.stack([description_tokens, score_tokens, is_score.sum()]).to(torch.float64)
+
+
+def loss_sums(
+    logits: Tensor,
+    labels: Tensor,
+    level_positions: Tensor,
+    level_probs: Tensor,
+    level_ids: Tensor,
+    *,
+    kl: KLMode = "open",
+) -> LossSums:
+    """Compute the un-normalised ArtQuant loss terms of a mixed batch.
+
+    Args:
+        logits: ``[B, L, V]`` logits aligned with ``labels`` (logit ``t`` predicts label
+            ``t + 1``).
+        labels: ``[B, L]`` token ids of the supervised answer positions, ``-100`` elsewhere.
+        level_positions: ``[B]`` long; for a score row, the index ``p`` in ``labels`` of its
+            level token (the logit at ``p - 1`` predicts it); ``-1`` marks a description row.
+        level_probs: ``[B, K]`` soft targets over the ``K`` level words (rows of description
+            samples are ignored); each score row must sum to 1.
+        level_ids: ``[K]`` token ids of the level words, in the order of ``level_probs``.
+        kl: ``open`` (full-vocabulary softmax), ``closed`` (softmax over the level ids) or
+            ``none`` (no KL; the level token is supervised by the CE instead).
+
+    Returns:
+        The sums and counts; combine them with :func:`combine_losses`.
+
+    Raises:
+        ValueError: shapes disagree, a level position is out of range, the label there is not
+            a level id, or a soft target is not a distribution.
+    """
+    if logits.dim() != 3 or labels.dim() != 2 or logits.shape[:2] != labels.shape:
+        raise ValueError(
+            f"logits must be [B, L, V] and labels [B, L]; got {tuple(logits.shape)} and "
+            f"{tuple(labels.shape)}"
+        )
+    batch, length, vocab = logits.shape
+    if level_positions.shape != (batch,):
+        raise ValueError(f"level_positions must be [{batch}], got {tuple(level_positions.shape)}")
+    if kl not in ("open", "closed", "none"):
+        raise ValueError(f"kl must be 'open', 'closed' or 'none', got {kl!r}")
+    is_score = level_positions >= 0
+    score_rows = torch.nonzero(is_score).flatten()
+    positions = level_positions[score_rows]
+    if positions.numel() and (positions.min() < 1 or positions.max() >= length):
+        raise ValueError(
+            f"level positions must lie in [1, {length - 1}] for score rows; got "
+            f"{positions.tolist()}"
+        )
+    level_labels = labels[score_rows, positions]
+    if positions.numel() and not torch.isin(level_labels, level_ids).all():
+        raise ValueError(
+            f"the labels at the level positions {level_labels.tolist()} are not level ids "
+            f"{level_ids.tolist()}"
+        )
+
+    targets = labels[:, 1:].clone()
+    if kl != "none" and positions.numel():
+        # Drop the (logit p-1 -> label p) pair: the level token is taught by the KL instead.
+        targets[score_rows, positions - 1] = IGNORE_INDEX
+    token_ce = F.cross_entropy(
+        logits[:, :-1, :].reshape(-1, vocab).float(),
+        targets.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
+    ).view(batch, length - 1)
+    supervised = targets != IGNORE_INDEX
+    zero = logits.new_zeros((), dtype=torch.float32)
+    description = ~is_score
+    description_ce_sum = token_ce[description].sum() if description.any() else zero
+    score_ce_sum = token_ce[is_score].sum() if is_score.any() else zero
+
+    if kl == "none" or not positions.numel():
+        kl_sum = zero
+    else:
+        predicting = logits[score_rows, positions - 1, :]
+        kl_sum = level_kl(predicting, level_probs[score_rows], level_ids, kl=kl).sum()
+    return LossSums(
+        description_ce_sum=description_ce_sum,
+        description_tokens=supervised[description].sum(),
+        score_ce_sum=score_ce_sum,
+        score_tokens=supervised[is_score].sum(),
+        kl_sum=kl_sum,
+        score_rows=is_score.sum(),
+    )
+
+
+def level_kl(
+    level_logits: Tensor,
+    level_probs: Tensor,
+    level_ids: Tensor,
+    *,
+    kl: Literal["open", "closed"] = "open",
+) -> Tensor:
+    """Per-row ``KL(q || p)`` between soft level targets and the model at the level position.
+
+    Args:
+        level_logits: ``[N, V]`` full-vocabulary logits at the positions predicting the level.
+        level_probs: ``[N, K]`` targets ``q`` on the level ids (rows sum to 1; zeros allowed,
+            ``0 · log 0 = 0``).
+        level_ids: ``[K]`` level token ids.
+        kl: ``open`` = ``p`` is the softmax over all ``V`` logits; ``closed`` = over the ``K``
+            level logits only.
+
+    Returns:
+        ``[N]`` KL values in nats (float32).
+
+    Raises:
+        ValueError: a target row is negative or does not sum to 1 (within 1e-3).
+    """
+    q = level_probs.to(torch.float32)
+    if q.numel() and ((q < 0).any() or (q.sum(dim=-1) - 1).abs().max() > 1e-3):
+        raise ValueError(f"level_probs rows must be distributions; got {q.tolist()}")
+    z = level_logits.float()
+    if kl == "open":
+        log_p = torch.log_softmax(z, dim=-1)[:, level_ids]
+    elif kl == "closed":
+        log_p = torch.log_softmax(z[:, level_ids], dim=-1)
+    else:
+        raise ValueError(f"kl must be 'open' or 'closed', got {kl!r}")
+    return (torch.xlogy(q, q) - q * log_p).sum(dim=-1)
+
+
+def combine_losses(
+    sums: LossSums,
+    weights: LossWeights = LossWeights(),
+    totals: Tensor | None = None,
+) -> Tensor:
+    """Weight and normalise the terms: ``w_desc·CE_desc + w_next·(CE_score + w_kl·KL)``.
+
+    Args:
+        sums: the output of :func:`loss_sums`.
+        weights: the three weights.
+        totals: the denominators ``[description_tokens, score_tokens, score_rows]`` to divide
+            by, e.g. summed over all micro-batches of a step and all processes; ``None`` uses
+            this batch's own counts (a plain per-batch mean). A zero count makes its term 0.
+
+    Returns:
+        The scalar loss.
+
+    Example:
+        >>> import torch
+        >>> s = LossSums(*(torch.tensor(v) for v in (4.0, 2, 3.0, 3, 0.5, 1)))
+        >>> round(float(combine_losses(s)), 6)  # 4/2 + 0.05 * (3/3 + 0.5/1)
+        2.075
+    """
+    denominators = sums.counts() if totals is None else totals.to(torch.float64)
+    if denominators.shape != (3,):
+        raise ValueError(f"totals must have 3 entries, got {tuple(denominators.shape)}")
+    d_desc, d_score, d_rows = (float(x) for x in denominators.clamp(min=1).tolist())
+    description = sums.description_ce_sum / d_desc
+    score = sums.score_ce_sum / d_score + weights.kl * (sums.kl_sum / d_rows)
+    return weights.description * description + weights.next_token * score
+
+
+def loss_terms(sums: Tensor, counts: Tensor) -> dict[str, float]:
+    """Mean loss terms for logging from summed :meth:`LossSums.detached_sums` and counts.
+
+    Args:
+        sums: ``[3]`` summed (description CE, score CE, KL).
+        counts: ``[3]`` summed (description tokens, score tokens, score rows).
+
+    Returns:
+        ``{"ce_description": ..., "ce_score": ..., "kl": ...}``; NaN where a count is 0.
+    """
+    names = ("ce_description", "ce_score", "kl")
+    out: dict[str, float] = {}
+    for name, total, count in zip(names, sums.tolist(), counts.tolist(), strict=True):
+        out[name] = total / count if count > 0 else float("nan")
+    return out
+
+
+__all__ = [
+    "IGNORE_INDEX",
+    "KLMode",
+    "LossSums",
+    "LossWeights",
+    "combine_losses",
+    "count_answer_tokens",
+    "level_kl",
+    "loss_sums",
+    "loss_terms",
+]
