@@ -1,7 +1,86 @@
-"""artquant_eval: placeholder docstring, replaced as the package is built."""
+"""artquant_eval: metrics for image quality and aesthetics assessment.
+
+Standalone (numpy and scipy only; matplotlib for plots through the ``plot`` extra):
+
+* score metrics as pure functions of two 1-D array-likes: :func:`srcc`, :func:`plcc` (raw or
+  after a VQEG logistic fit, :func:`fit_logistic`), :func:`krcc`, :func:`rmse`, :func:`mae`,
+  :func:`mse`, :func:`binary_accuracy`;
+* distances between level distributions: :func:`kl_divergence`, :func:`js_divergence`,
+  :func:`wasserstein_distance`;
+* :func:`evaluate` -> :class:`EvalReport`: every metric, percentile bootstrap intervals and
+  per-group reports, as JSON or a printed table; :class:`MetricAccumulator` gathers batches
+  (and other processes' accumulators) and evaluates through the same functions;
+* :func:`read_records` / :func:`join_by_id` for prediction and target files, and the
+  ``artquant-eval`` command line.
+
+Example:
+    >>> import artquant_eval as ae
+    >>> ae.srcc([1, 2, 3, 4], [10, 30, 20, 40])
+    0.8
+    >>> print(ae.evaluate([1, 2, 3, 4, 5], [2, 1, 4, 3, 5], fit=None).to_table())
+    n = 5
+    metric   value
+    SRCC    0.8000
+    PLCC    0.8000
+    KRCC    0.6000
+    RMSE    0.8944
+    MAE     0.8000
+    MSE     0.8000
+"""
 
 from importlib.metadata import version as _version
 
+from artquant_eval._accumulator import MetricAccumulator
+from artquant_eval._distribution import js_divergence, kl_divergence, wasserstein_distance
+from artquant_eval._fitting import LogisticFit, fit_logistic, logistic4, logistic5
+from artquant_eval._functional import binary_accuracy, krcc, mae, mse, plcc, rmse, srcc
+from artquant_eval._io import DataFileError, JoinedScores, join_by_id, read_records
+from artquant_eval._plot import scatter_plot
+from artquant_eval._report import (
+    METRICS,
+    ConfidenceInterval,
+    EvalReport,
+    LargestError,
+    evaluate,
+)
+from artquant_eval._validation import (
+    ConstantInputError,
+    LogisticFitError,
+    MetricInputError,
+    TooFewPairsError,
+)
+
 __version__ = _version("artquant-eval")
 
-__all__ = ["__version__"]
+__all__ = [
+    "METRICS",
+    "ConfidenceInterval",
+    "ConstantInputError",
+    "DataFileError",
+    "EvalReport",
+    "JoinedScores",
+    "LargestError",
+    "LogisticFit",
+    "LogisticFitError",
+    "MetricAccumulator",
+    "MetricInputError",
+    "TooFewPairsError",
+    "__version__",
+    "binary_accuracy",
+    "evaluate",
+    "fit_logistic",
+    "join_by_id",
+    "js_divergence",
+    "kl_divergence",
+    "krcc",
+    "logistic4",
+    "logistic5",
+    "mae",
+    "mse",
+    "plcc",
+    "read_records",
+    "rmse",
+    "scatter_plot",
+    "srcc",
+    "wasserstein_distance",
+]

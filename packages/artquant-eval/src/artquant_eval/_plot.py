@@ -1,0 +1,118 @@
+"""Scatter plot of predictions against targets, with the fitted logistic curve.
+
+matplotlib is optional (the ``plot`` extra) and imported only when a plot is drawn.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from artquant_eval._fitting import LogisticFit, fit_logistic
+from artquant_eval._report import EvalReport
+from artquant_eval._validation import (
+    ConstantInputError,
+    LogisticFitError,
+    TooFewPairsError,
+    as_pair,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+logger = logging.getLogger(__name__)
+
+
+def _figure_class() -> Any:
+    try:
+        module = importlib.import_module("matplotlib.figure")
+    except ImportError as exc:
+        raise ImportError(
+            "plotting needs matplotlib, which artquant-eval installs only with its 'plot' "
+            "extra: pip install 'artquant-eval[plot]' (or uv add 'artquant-eval[plot]')"
+        ) from exc
+    return module.Figure
+
+
+def scatter_plot(
+    pred: ArrayLike,
+    target: ArrayLike,
+    *,
+    report: EvalReport | None = None,
+    fit: str | None = "logistic4",
+    path: str | Path | None = None,
+    title: str | None = None,
+    xlabel: str = "prediction",
+    ylabel: str = "target",
+) -> Figure:
+    """Draw target against prediction, the fitted logistic curve and the metrics.
+
+    Uses ``matplotlib.figure.Figure`` directly (no pyplot), so it changes no global backend
+    and works without a display.
+
+    Args:
+        pred: Predicted scores, 1-D.
+        target: Target scores, 1-D.
+        report: The :func:`evaluate` report of the same data: its metrics go in the title and
+            its fitted mapping (if any) is drawn. Without it only the fit is computed here.
+        fit: The logistic form to draw when ``report`` carries none; None for no curve.
+        path: Where to save the figure (PNG, SVG, PDF... by suffix); None to only return it.
+        title: First title line; the metrics follow on a second line.
+        xlabel: Label of the prediction axis.
+        ylabel: Label of the target axis.
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ImportError: matplotlib is not installed (install the ``plot`` extra).
+        MetricInputError: Bad input, as for the metrics.
+    """
+    figure_class = _figure_class()
+    p, t, _ = as_pair(pred, target, nan_policy="omit", min_pairs=1)
+    figure = figure_class(figsize=(6.4, 5.6), dpi=120, layout="constrained")
+    ax = figure.subplots()
+    alpha = float(np.clip(300.0 / max(p.size, 1), 0.15, 0.8))
+    ax.scatter(p, t, s=12, alpha=alpha, color="tab:blue", edgecolors="none", label="pairs")
+
+    mapping: LogisticFit | None = report.logistic if report is not None else None
+    if mapping is None and fit is not None:
+        try:
+            mapping = fit_logistic(p, t, fit)
+        except (ConstantInputError, TooFewPairsError, LogisticFitError) as exc:
+            logger.warning("no fitted curve drawn: %s", exc)
+    if mapping is not None:
+        grid = np.linspace(p.min(), p.max(), 300)
+        ax.plot(grid, mapping(grid), color="tab:red", linewidth=2, label=f"{mapping.kind} fit")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left")
+
+    lines = [title] if title else []
+    if report is not None:
+        parts = [f"n={report.n}"]
+        for name, label in (
+            ("srcc", "SRCC"),
+            ("plcc", "PLCC"),
+            ("plcc_fitted", "PLCC-fit"),
+            ("krcc", "KRCC"),
+            ("rmse", "RMSE"),
+        ):
+            value = getattr(report, name)
+            parts.append(f"{label}={'undef.' if value is None else f'{value:.3f}'}")
+        lines.append("  ".join(parts))
+    if lines:
+        ax.set_title("\n".join(lines), fontsize=10)
+    if path is not None:
+        figure.savefig(path)
+        logger.info("wrote %s", path)
+    return figure
+
+
+__all__ = ["scatter_plot"]
