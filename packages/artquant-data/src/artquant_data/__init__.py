@@ -1,7 +1,121 @@
-"""artquant_data: placeholder docstring, replaced as the package is built."""
+"""artquant_data: rated-artwork datasets, level distributions and ArtQuant training samples.
+
+* Records: :class:`ArtRecord` (frozen) with an optional :class:`HierarchicalDescription`.
+* Loaders: :func:`load_apddv2`, :func:`load_baid`, :func:`load_table` (your own CSV/JSON/JSONL
+  with a :class:`ColumnMapping`).
+* Level distributions: :func:`estimate_level_distribution` (ArtQuant's Score-Based
+  Distribution Estimation, exact and fast), :func:`level_distribution_from_mean_std` (DeQA
+  style), :func:`level_distribution_from_histogram` (AVA style), :func:`hard_level`,
+  :func:`expected_score`, :func:`score_std`.
+* Training JSON: :class:`TrainingSample`, :func:`read_training_json`,
+  :func:`write_training_json` (ours or the original ArtQuant / DeQA-Score format), and the
+  builders :func:`build_score_samples`, :func:`build_attribute_samples`,
+  :func:`build_description_samples`.
+* Images: :func:`resolve_images` joins records to an image root and reports missing files.
+
+Example:
+    >>> from artquant_data import estimate_level_distribution, hard_level
+    >>> estimate_level_distribution(6.5).round(3).tolist()
+    [0.003, 0.605, 0.376, 0.017, 0.0]
+    >>> hard_level(6.5)
+    'good'
+"""
 
 from importlib.metadata import version as _version
 
+from artquant_data._descriptions import attach_descriptions, load_descriptions
+from artquant_data._distribution import (
+    ARTQUANT_LEVEL_VALUES,
+    LEVEL_NAMES,
+    estimate_level_distribution,
+    expected_score,
+    fit_level_gaussian,
+    hard_level,
+    level_distribution_from_histogram,
+    level_distribution_from_mean_std,
+    score_std,
+)
+from artquant_data._records import ArtRecord, HierarchicalDescription, Split, normalise_split
+from artquant_data._resolve import (
+    ImagePathError,
+    ImageResolution,
+    MissingImagesError,
+    resolve_images,
+)
+from artquant_data._samples import (
+    ATTRIBUTE_ANSWER,
+    ATTRIBUTE_PHRASES,
+    ATTRIBUTE_PROMPTS,
+    DESCRIPTION_PROMPTS,
+    SCORE_ANSWER,
+    SCORE_PROMPTS,
+    build_attribute_samples,
+    build_description_samples,
+    build_score_samples,
+)
+from artquant_data._stats import dataset_stats, format_stats, plot_stats
+from artquant_data._training_json import (
+    IMAGE_TOKEN,
+    TaskType,
+    TrainingFormat,
+    TrainingSample,
+    Turn,
+    read_training_json,
+    write_training_json,
+)
+from artquant_data.datasets import (
+    APDDV2_ATTRIBUTES,
+    ColumnMapping,
+    load_apddv2,
+    load_baid,
+    load_table,
+)
+
 __version__ = _version("artquant-data")
 
-__all__ = ["__version__"]
+__all__ = [
+    "APDDV2_ATTRIBUTES",
+    "ARTQUANT_LEVEL_VALUES",
+    "ATTRIBUTE_ANSWER",
+    "ATTRIBUTE_PHRASES",
+    "ATTRIBUTE_PROMPTS",
+    "DESCRIPTION_PROMPTS",
+    "IMAGE_TOKEN",
+    "LEVEL_NAMES",
+    "SCORE_ANSWER",
+    "SCORE_PROMPTS",
+    "ArtRecord",
+    "ColumnMapping",
+    "HierarchicalDescription",
+    "ImagePathError",
+    "ImageResolution",
+    "MissingImagesError",
+    "Split",
+    "TaskType",
+    "TrainingFormat",
+    "TrainingSample",
+    "Turn",
+    "__version__",
+    "attach_descriptions",
+    "build_attribute_samples",
+    "build_description_samples",
+    "build_score_samples",
+    "dataset_stats",
+    "estimate_level_distribution",
+    "expected_score",
+    "fit_level_gaussian",
+    "format_stats",
+    "hard_level",
+    "level_distribution_from_histogram",
+    "level_distribution_from_mean_std",
+    "load_apddv2",
+    "load_baid",
+    "load_descriptions",
+    "load_table",
+    "normalise_split",
+    "plot_stats",
+    "read_training_json",
+    "resolve_images",
+    "score_std",
+    "write_training_json",
+]
