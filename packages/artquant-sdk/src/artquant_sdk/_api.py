@@ -1,0 +1,405 @@
+"""The ``ArtQuant`` scorer: load once, then score and describe images."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from artquant_sdk._devices import resolve_device, resolve_dtype
+from artquant_sdk._errors import ManifestError
+from artquant_sdk._inputs import ImageInput, ImagesInput, as_image_list
+from artquant_sdk._types import ScoreResult
+from artquant_sdk._zoo import LEVEL_PRESETS, ModelCard, ResolvedWeights, resolve_weights
+
+__all__ = ["ArtQuant", "level_preset"]
+
+logger = logging.getLogger(__name__)
+
+_TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")
+_IMAGE_TOKEN = "<|image|>"
+
+
+def level_preset(name: str) -> Any:
+    """The ``artquant_model`` level spec called ``name`` ("artquant", "qalign", "onealign").
+
+    Raises:
+        ValueError: Unknown name; the message lists the presets.
+
+    Example:
+        >>> level_preset("artquant").scale
+        (1.0, 10.0)
+    """
+    import artquant_model
+
+    presets = {
+        "artquant": artquant_model.ARTQUANT_LEVELS,
+        "qalign": artquant_model.QALIGN_LEVELS,
+        "onealign": artquant_model.ONEALIGN_LEVELS,
+    }
+    if name not in presets:
+        raise ValueError(f"unknown level preset {name!r}; use one of {list(LEVEL_PRESETS)}")
+    return presets[name]
+
+
+def _card_levels(card: ModelCard) -> Any:
+    spec = level_preset(card.levels)
+    if tuple(map(float, spec.scale)) != tuple(card.scale) or spec.prompt != card.prompt:
+        raise ManifestError(
+            f"ModelZoo entry {card.name!r} says scale {card.scale} and prompt {card.prompt!r}, "
+            f"but level preset {card.levels!r} has scale {tuple(spec.scale)} and prompt "
+            f"{spec.prompt!r}; fix the manifest"
+        )
+    return spec
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in _TOKENIZER_FILES)
+
+
+def _find_tokenizer(
+    explicit: str | os.PathLike[str] | None,
+    candidates: Sequence[Path],
+) -> Path:
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(
+                f"tokenizer {os.fspath(explicit)!r} does not exist; pass a folder holding "
+                "tokenizer.model or tokenizer.json, or the tokenizer.model file"
+            )
+        return path
+    for folder in candidates:
+        if _has_tokenizer(folder):
+            return folder
+    raise FileNotFoundError(
+        f"no tokenizer.model or tokenizer.json in {[str(c) for c in candidates]}; pass "
+        "tokenizer=<folder> (the LLaMA-2 tokenizer of mPLUG-Owl2, e.g. a downloaded "
+        "mplug-owl2-llama2-7b folder)"
+    )
+
+
+class ArtQuant:
+    """An ArtQuant-family scorer: an mPLUG-Owl2 model, its processor and its level words.
+
+    Build it with :meth:`from_pretrained`. Scores are read Q-Align style in one forward pass: the
+    softmax over the logits of the level words at the answer position, dotted with the level
+    values. The scale is the model's own and is named in every result (``ScoreResult.scale``):
+    1–10 for ArtQuant, 1–5 for OneAlign, 0–1 for the Q-Align scorer prompt.
+
+    Attributes:
+        model: The ``MPLUGOwl2ForCausalLM`` (LoRA merged), in eval mode.
+        processor: The ``MPLUGOwl2Processor`` (tokenizer and image processor).
+        level_spec: The ``LevelSpec``: words, values, scale and scoring prompt.
+        device: Where the model runs.
+        dtype: The compute dtype.
+
+    Example:
+        >>> scorer = ArtQuant.from_pretrained("artquant-apdd")  # doctest: +SKIP
+        >>> scorer.score("painting.jpg")[0].score  # doctest: +SKIP
+        6.84
+    """
+
+    def __init__(self, model: Any, processor: Any, level_spec: Any, *, name: str = "") -> None:
+        self.model = model
+        self.processor = processor
+        self.level_spec = level_spec
+        self.name = name
+        parameter = next(model.parameters())
+        self.device: torch.device = parameter.device
+        self.dtype: torch.dtype = parameter.dtype
+        from artquant_model import tokenizer_image_token
+
+        tokenizer = processor.tokenizer
+        self._level_ids = torch.tensor(level_spec.token_ids(tokenizer), dtype=torch.long)
+        self._values = torch.tensor(list(level_spec.values), dtype=torch.float64)
+        if level_spec.prompt.count(_IMAGE_TOKEN) != 1:
+            raise ValueError(f"level_spec.prompt must hold {_IMAGE_TOKEN!r} exactly once")
+        self._prompt_ids = torch.tensor(
+            tokenizer_image_token(level_spec.prompt, tokenizer), dtype=torch.long
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str],
+        *,
+        base: str | os.PathLike[str] | None = None,
+        tokenizer: str | os.PathLike[str] | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        revision: str | None = None,
+        local_files_only: bool = False,
+        levels: str | Any | None = None,
+        attn_implementation: str = "sdpa",
+    ) -> ArtQuant:
+        """Load a scorer from a folder, a ModelZoo name or a hub id.
+
+        Args:
+            name_or_path: A checkpoint folder (full, or an ArtQuant LoRA release), a ModelZoo
+                name (``artquant models`` lists them) or an ``owner/name`` hub id.
+            base: For a LoRA release: the base checkpoint (folder, ModelZoo name or hub id);
+                default the ModelZoo entry's base.
+            tokenizer: A folder with ``tokenizer.model``/``tokenizer.json`` (or the file) when
+                the checkpoint has none; default the checkpoint, then the base, then the
+                ModelZoo entry's ``tokenizer_from``.
+            device: ``"cuda"``, ``"cuda:N"``, ``"mps"``, ``"cpu"`` or None/``"auto"`` (cuda,
+                else mps, else cpu).
+            dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` (or ``fp32``/``bf16``/``fp16``),
+                a torch dtype, or None/``"auto"``: bfloat16 on CUDA, float32 on CPU and MPS.
+            revision: Hub branch, tag or commit (hub downloads only).
+            local_files_only: Never download; fail with instructions instead.
+            levels: A preset name (``"artquant"``, ``"qalign"``, ``"onealign"``) or a
+                ``LevelSpec``; default the ModelZoo entry's, else ``"artquant"``.
+            attn_implementation: ``"sdpa"`` (default), ``"eager"`` or ``"flash_attention_2"``.
+
+        Returns:
+            The scorer, on ``device``, in eval mode.
+
+        Raises:
+            ModelNotFoundError: ``name_or_path`` (or ``base``) is not a folder, ModelZoo name or
+                hub id.
+            ModelUnavailableError: Weights must be downloaded but cannot be; the message says
+                what to download and where to put it.
+            ValueError: Bad ``device``/``dtype``/``levels``, or ``base`` given for a full
+                checkpoint, or a LoRA release without a base.
+            FileNotFoundError: No tokenizer could be found.
+        """
+        from artquant_model import (
+            MPLUGOwl2Processor,
+            detect_checkpoint_format,
+            load_model,
+            load_tokenizer,
+        )
+
+        torch_device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, torch_device)
+        weights = resolve_weights(
+            name_or_path, revision=revision, local_files_only=local_files_only
+        )
+        card = weights.card
+        checkpoint_format = detect_checkpoint_format(weights.path)
+        base_weights: ResolvedWeights | None = None
+        if checkpoint_format == "lora":
+            base_name = base if base is not None else (card.base if card else None)
+            if base_name is None:
+                raise ValueError(
+                    f"{weights.path} is an ArtQuant LoRA release; pass base=<the full base "
+                    "checkpoint> (for ArtQuant: 'mplug-owl2-llama2-7b' or its folder)"
+                )
+            base_weights = resolve_weights(base_name, local_files_only=local_files_only)
+        elif base is not None:
+            raise ValueError(
+                f"base={os.fspath(base)!r} was given but {weights.path} is a full checkpoint; "
+                "base is only for LoRA releases"
+            )
+        folders = [weights.path] + ([base_weights.path] if base_weights else [])
+        if (
+            tokenizer is None
+            and card is not None
+            and card.tokenizer_from is not None
+            and not any(_has_tokenizer(f) for f in folders)
+        ):
+            folders.append(
+                resolve_weights(card.tokenizer_from, local_files_only=local_files_only).path
+            )
+        tokenizer_path = _find_tokenizer(tokenizer, folders)
+
+        if levels is None:
+            level_spec = _card_levels(card) if card is not None else level_preset("artquant")
+        elif isinstance(levels, str):
+            level_spec = level_preset(levels)
+        else:
+            level_spec = levels
+
+        logger.info(
+            "loading %s (%s%s) on %s in %s",
+            weights.path,
+            checkpoint_format,
+            f" over {base_weights.path}" if base_weights else "",
+            torch_device,
+            torch_dtype,
+        )
+        model = load_model(
+            weights.path,
+            base=base_weights.path if base_weights else None,
+            dtype=torch_dtype,
+            device=torch_device,
+            attn_implementation=attn_implementation,
+        )
+        model.eval()
+        processor_dir = next(
+            (f for f in folders if (f / "preprocessor_config.json").is_file()), weights.path
+        )
+        processor = MPLUGOwl2Processor.from_pretrained(
+            processor_dir, tokenizer=load_tokenizer(tokenizer_path)
+        )
+        return cls(model, processor, level_spec, name=card.name if card else str(weights.path))
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """``(min, max)`` of the scores of this model."""
+        low, high = self.level_spec.scale
+        return float(low), float(high)
+
+    @property
+    def level_words(self) -> list[str]:
+        """The level words in level order (the order of ``ScoreResult.probs``)."""
+        return list(self.level_spec.words)
+
+    def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
+        """Pixels ``[N, 3, S, S]`` (float32, CPU) for a list of PIL images."""
+        return self.processor.image_processor(images)
+
+    @torch.inference_mode()
+    def score_pixel_values(
+        self, pixel_values: torch.Tensor
+    ) -> list[tuple[float, float, list[float]]]:
+        """Score preprocessed pixels.
+
+        Args:
+            pixel_values: ``[N, 3, S, S]`` as returned by :meth:`preprocess`.
+
+        Returns:
+            Per image ``(score, std, probs)`` with probs in level order, all computed in float64
+            from the level logits.
+        """
+        from artquant_model.scoring import score_pixel_values
+
+        n = pixel_values.shape[0]
+        input_ids = self._prompt_ids.unsqueeze(0).expand(n, -1).to(self.device)
+        result = score_pixel_values(
+            self.model,
+            input_ids,
+            pixel_values.to(self.device, self.dtype),
+            self._level_ids.to(self.device),
+            self._values,
+        )
+        scores = result.scores.double().cpu().tolist()
+        stds = result.stds.double().cpu().tolist()
+        probs = result.probs.double().cpu().tolist()
+        return list(zip(scores, stds, probs, strict=True))
+
+    def _result(self, image: str, score: float, std: float, probs: list[float]) -> ScoreResult:
+        words = self.level_words
+        best = max(range(len(words)), key=probs.__getitem__)
+        return ScoreResult(
+            image=image,
+            score=score,
+            std=std,
+            probs=dict(zip(words, probs, strict=True)),
+            level=words[best],
+            scale=self.scale,
+        )
+
+    def score(
+        self,
+        images: ImagesInput,
+        *,
+        batch_size: int = 8,
+        progress: bool | None = None,
+    ) -> list[ScoreResult]:
+        """Score one image or many.
+
+        Args:
+            images: One image or a list: paths, PIL images, ``HxW(xC)`` uint8 arrays, or
+                encoded bytes.
+            batch_size: Images per forward pass; results do not depend on it.
+            progress: Show a progress bar (None: only when there is more than one batch).
+
+        Returns:
+            One :class:`ScoreResult` per image, in input order.
+
+        Raises:
+            ValueError: ``batch_size`` is not a positive integer.
+            TypeError: An image is of an unsupported kind.
+            ImageLoadError: An image cannot be read (from ``artquant_model``; names the image).
+
+        Example:
+            >>> scorer.score(["a.jpg", "b.png"], batch_size=2)  # doctest: +SKIP
+        """
+        from artquant_model import load_image
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+        items = as_image_list(images)
+        show = progress if progress is not None else len(items) > batch_size
+        results: list[ScoreResult] = []
+        with tqdm(total=len(items), unit="img", disable=not show, desc="scoring") as bar:
+            for start in range(0, len(items), batch_size):
+                chunk = items[start : start + batch_size]
+                pixels = self.preprocess([load_image(source) for _, source in chunk])
+                for (image_id, _), (score, std, probs) in zip(
+                    chunk, self.score_pixel_values(pixels), strict=True
+                ):
+                    results.append(self._result(image_id, score, std, probs))
+                bar.update(len(chunk))
+        return results
+
+    def describe_ids(
+        self, image: ImageInput, *, max_new_tokens: int = 512, prompt: str | None = None
+    ) -> list[int]:
+        """The token ids of :meth:`describe`'s answer (greedy decoding)."""
+        from artquant_model import DESCRIBE_PROMPT, load_image, tokenizer_image_token
+
+        if (
+            not isinstance(max_new_tokens, int)
+            or isinstance(max_new_tokens, bool)
+            or (max_new_tokens < 1)
+        ):
+            raise ValueError(f"max_new_tokens must be a positive integer; got {max_new_tokens!r}")
+        text = DESCRIBE_PROMPT if prompt is None else prompt
+        if text.count(_IMAGE_TOKEN) != 1:
+            raise ValueError(
+                f"prompt must hold {_IMAGE_TOKEN!r} exactly once, where the image goes; "
+                f"got {text!r}"
+            )
+        if isinstance(image, list | tuple):
+            raise TypeError("describe takes one image, not a list; call it once per image")
+        ((_, source),) = as_image_list(image)
+        pixels = self.preprocess([load_image(source)])
+        ids = torch.tensor([tokenizer_image_token(text, self.processor.tokenizer)])
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=ids.to(self.device),
+                images=pixels.to(self.device, self.dtype),
+                attention_mask=torch.ones_like(ids).to(self.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+            )
+        return [int(t) for t in out[0, ids.shape[1] :].tolist()]
+
+    def describe(
+        self, image: ImageInput, *, max_new_tokens: int = 512, prompt: str | None = None
+    ) -> str:
+        """Describe an image: the hierarchical perception / cognition / emotion answer.
+
+        Args:
+            image: One image (path, PIL image, array or bytes).
+            max_new_tokens: The most tokens to generate.
+            prompt: The full prompt with ``<|image|>`` where the image goes; default
+                ``artquant_model.DESCRIBE_PROMPT``.
+
+        Returns:
+            The generated text (greedy decoding), without the prompt.
+
+        Raises:
+            ValueError: Bad ``max_new_tokens`` or a prompt without exactly one ``<|image|>``.
+
+        Example:
+            >>> print(scorer.describe("painting.jpg"))  # doctest: +SKIP
+        """
+        ids = self.describe_ids(image, max_new_tokens=max_new_tokens, prompt=prompt)
+        return str(self.processor.tokenizer.decode(ids, skip_special_tokens=True)).strip()
+
+    def __repr__(self) -> str:
+        return (
+            f"ArtQuant(name={self.name!r}, device={self.device}, dtype={self.dtype}, "
+            f"levels={self.level_words}, scale={self.scale})"
+        )

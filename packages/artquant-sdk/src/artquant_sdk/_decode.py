@@ -1,0 +1,111 @@
+"""Decoding and preprocessing image files in background workers, one result per file.
+
+A torch ``DataLoader`` runs :class:`DecodeDataset` in ``workers`` processes, so files are read,
+decoded and resized while the model scores the previous batch. A file that cannot be read
+becomes a :class:`Decoded` with an ``error`` instead of an exception: one bad file never stops
+the run. Batches keep input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["DecodeDataset", "Decoded", "decoded_batches", "describe_error"]
+
+Preprocess = Callable[[list[Image.Image]], torch.Tensor]
+
+
+@dataclass
+class Decoded:
+    """One file after decoding: its pixels ``[3, S, S]`` or the reason it has none."""
+
+    index: int
+    image: str
+    pixel_values: torch.Tensor | None
+    error: str | None
+
+
+def describe_error(error: BaseException) -> str:
+    """A one-line message for a row's ``error`` column: the exception type and its text."""
+    text = " ".join(str(error).split()) or "no message"
+    return f"{type(error).__name__}: {text}"
+
+
+class DecodeDataset(Dataset[Decoded]):
+    """Files -> :class:`Decoded`, loading with ``artquant_model.load_image``.
+
+    Args:
+        files: Paths, in output order.
+        preprocess: Maps a list of RGB PIL images to pixels ``[N, 3, S, S]`` (the model's
+            image processor). It must be picklable when workers use the spawn start method.
+        max_pixels: The decompression-bomb limit passed to ``load_image`` (None: its default).
+    """
+
+    def __init__(
+        self, files: Sequence[str], preprocess: Preprocess, max_pixels: int | None = None
+    ) -> None:
+        self.files = list(files)
+        self.preprocess = preprocess
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> Decoded:
+        from artquant_model import load_image
+
+        file = self.files[index]
+        try:
+            if self.max_pixels is None:
+                image = load_image(file)
+            else:
+                image = load_image(file, max_pixels=self.max_pixels)
+            pixels = self.preprocess([image])[0]
+        except Exception as error:
+            # Any failure of one file (decoder, conversion, resize) becomes that file's row.
+            return Decoded(index, file, None, describe_error(error))
+        return Decoded(index, file, pixels, None)
+
+
+def _keep_list(items: list[Decoded]) -> list[Decoded]:
+    return items
+
+
+def decoded_batches(
+    files: Sequence[str],
+    preprocess: Preprocess,
+    *,
+    batch_size: int,
+    workers: int,
+    max_pixels: int | None = None,
+    prefetch_batches: int = 2,
+) -> Iterator[list[Decoded]]:
+    """Yield lists of :class:`Decoded` of up to ``batch_size`` files, in input order.
+
+    Args:
+        files: The files.
+        preprocess: See :class:`DecodeDataset`.
+        batch_size: Files per batch.
+        workers: Background decoding processes (0: decode in this process).
+        max_pixels: Decompression-bomb limit.
+        prefetch_batches: Batches each worker prepares ahead.
+
+    Yields:
+        One list per batch.
+    """
+    dataset = DecodeDataset(files, preprocess, max_pixels)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_keep_list,
+        prefetch_factor=prefetch_batches if workers > 0 else None,
+        persistent_workers=False,
+    )
+    yield from loader

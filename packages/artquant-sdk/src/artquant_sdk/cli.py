@@ -1,0 +1,483 @@
+"""The ``artquant`` command: score and describe images, list and download models.
+
+Subcommands::
+
+    artquant score PATHS... --out FILE [--model NAME|DIR] [--tokenizer DIR] [--base NAME|DIR]
+                   [--batch-size N] [--device D] [--dtype T] [--recursive] [--resume]
+                   [--overwrite] [--workers N] [--max-pixels N] [--levels PRESET]
+    artquant describe IMAGE [--model ...] [--prompt TEXT] [--max-new-tokens N]
+    artquant models [--json]
+    artquant download NAME [--revision R]
+
+Exit codes: 0 every input file has a row (scored or with an ``error``); 1 the run failed
+(a merge could not complete, an unexpected error); 2 usage error (bad arguments, missing
+inputs, an output that exists without ``--resume``/``--overwrite``); 3 the model could not be
+loaded or downloaded; 130 interrupted (rerun with ``--resume``).
+
+Several processes: ``accelerate launch -m artquant_sdk.cli score ...`` or
+``torchrun --nproc-per-node N -m artquant_sdk.cli score ...`` (see :mod:`artquant_sdk._sharding`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_MODEL = 3
+EXIT_INTERRUPTED = 130
+
+DEFAULT_MODEL = "artquant-apdd"
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_MODEL", "EXIT_OK", "EXIT_USAGE", "main"]
+
+logger = logging.getLogger("artquant_sdk.cli")
+
+
+class _UsageError(Exception):
+    """A problem with the command line or the files it names (exit code 2)."""
+
+
+class _ModelLoadError(Exception):
+    """The model could not be resolved, downloaded or loaded (exit code 3)."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from error
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from error
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
+def _default_workers() -> int:
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"ModelZoo name, checkpoint folder or hub id (default {DEFAULT_MODEL}; "
+        "downloaded on first use unless --offline)",
+    )
+    group.add_argument("--base", help="base checkpoint of a LoRA release (name or folder)")
+    group.add_argument("--tokenizer", help="folder with tokenizer.model when the model has none")
+    group.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
+    group.add_argument(
+        "--dtype",
+        default="auto",
+        help="auto (default: bfloat16 on CUDA, float32 on CPU/MPS), float32, bfloat16, float16",
+    )
+    group.add_argument("--revision", help="hub revision (branch, tag or commit)")
+    group.add_argument(
+        "--levels",
+        choices=["artquant", "qalign", "onealign"],
+        help="level preset for a folder not in the ModelZoo (default artquant)",
+    )
+    group.add_argument(
+        "--offline",
+        action="store_true",
+        help="never download (also implied by HF_HUB_OFFLINE=1); fail with instructions instead",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``artquant`` command."""
+    parser = argparse.ArgumentParser(
+        prog="artquant",
+        description="Score and describe artworks with ArtQuant-family models.",
+        epilog="Exit codes: 0 ok, 1 failed, 2 usage error, 3 model not loadable, 130 interrupted.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    score = sub.add_parser(
+        "score",
+        help="score image files into a CSV or JSONL file",
+        description="Score image files; one row per file: image, score, std, level, "
+        "p_<word>..., error. Rows are flushed as they are done.",
+    )
+    score.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
+    score.add_argument("--out", required=True, help="output file, .csv or .jsonl")
+    score.add_argument("--batch-size", type=_positive_int, default=8, help="images per forward")
+    score.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders")
+    score.add_argument(
+        "--resume", action="store_true", help="keep the rows --out holds and score the rest"
+    )
+    score.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    score.add_argument(
+        "--workers",
+        type=_non_negative_int,
+        default=_default_workers(),
+        help="background decoding processes (default %(default)s; 0 decodes in the main one)",
+    )
+    score.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        help="refuse images with more pixels than this (decompression-bomb limit; default "
+        "artquant_model's)",
+    )
+    score.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    score.add_argument(
+        "--merge-timeout",
+        type=float,
+        help="with several processes: seconds rank 0 waits for the others (default no limit)",
+    )
+    _add_model_options(score)
+
+    describe = sub.add_parser("describe", help="describe one image in words")
+    describe.add_argument("image", help="image file")
+    describe.add_argument("--prompt", help="full prompt with <|image|> (default: the model's)")
+    describe.add_argument("--max-new-tokens", type=_positive_int, default=512)
+    _add_model_options(describe)
+
+    models = sub.add_parser("models", help="list the ModelZoo")
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    download = sub.add_parser("download", help="download a ModelZoo model (and its base)")
+    download.add_argument("name", help="ModelZoo name or hub id")
+    download.add_argument("--revision", help="hub revision (branch, tag or commit)")
+    return parser
+
+
+def _offline(args: argparse.Namespace) -> bool:
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
+    return bool(args.offline) or flag in {"1", "true", "yes", "on"}
+
+
+def _load_scorer(args: argparse.Namespace, device: str | None) -> Any:
+    from artquant_sdk._api import ArtQuant
+
+    try:
+        return ArtQuant.from_pretrained(
+            args.model,
+            base=args.base,
+            tokenizer=args.tokenizer,
+            device=device,
+            dtype=args.dtype,
+            revision=args.revision,
+            local_files_only=_offline(args),
+            levels=args.levels,
+        )
+    except Exception as error:
+        # Whatever stops the model from loading ends the run with its message and exit code 3.
+        raise _ModelLoadError(f"could not load model {args.model!r}: {error}") from error
+
+
+def _shard_device(requested: str, local_rank: int, world_size: int) -> str:
+    import torch
+
+    if world_size > 1 and requested in {"auto", "cuda"} and torch.cuda.is_available():
+        return f"cuda:{local_rank % torch.cuda.device_count()}"
+    return requested
+
+
+def _score_rows(scorer: Any, batch: list[Any]) -> list[dict[str, object]]:
+    """Rows for one decoded batch; a batch that fails is retried one image at a time."""
+    import torch
+
+    from artquant_sdk._decode import describe_error
+
+    rows: dict[int, dict[str, object]] = {}
+    good = [d for d in batch if d.pixel_values is not None]
+    for d in batch:
+        if d.pixel_values is None:
+            rows[d.index] = {"image": d.image, "error": d.error}
+    groups = [good] if good else []
+    while groups:
+        group = groups.pop(0)
+        try:
+            scored = scorer.score_pixel_values(torch.stack([d.pixel_values for d in group]))
+        except Exception as error:
+            # A failing batch (e.g. out of memory) is split so one image cannot sink the rest.
+            if len(group) > 1:
+                groups = [[d] for d in group] + groups
+                continue
+            rows[group[0].index] = {"image": group[0].image, "error": describe_error(error)}
+            continue
+        for d, (score, std, probs) in zip(group, scored, strict=True):
+            result = scorer._result(d.image, score, std, probs)
+            row: dict[str, object] = {
+                "image": d.image,
+                "score": result.score,
+                "std": result.std,
+                "level": result.level,
+            }
+            row.update({f"p_{w}": p for w, p in result.probs.items()})
+            rows[d.index] = row
+    return [rows[d.index] for d in batch]
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from artquant_sdk._decode import decoded_batches
+    from artquant_sdk._files import expand_paths
+    from artquant_sdk._output import (
+        OutputFormatError,
+        RowWriter,
+        columns_for,
+        output_format,
+        read_rows,
+    )
+    from artquant_sdk._sharding import (
+        dist_env,
+        merge_outputs,
+        part_path,
+        parts_dir,
+        remove_parts,
+        row_key,
+        shard,
+        wait_for_parts,
+    )
+
+    out = Path(args.out)
+    try:
+        fmt = output_format(out)
+        dist = dist_env()
+        files = expand_paths(args.paths, recursive=args.recursive)
+    except (OutputFormatError, ValueError, FileNotFoundError) as error:
+        raise _UsageError(str(error)) from error
+    if args.resume and args.overwrite:
+        raise _UsageError("--resume and --overwrite exclude each other")
+    if not files:
+        raise _UsageError(
+            f"no image files found in {args.paths}"
+            + ("" if args.recursive else " (use --recursive for sub-folders)")
+        )
+    sharded = dist.world_size > 1
+    mine = shard(files, dist.rank, dist.world_size) if sharded else files
+    my_out = part_path(out, dist.rank, dist.world_size) if sharded else out
+
+    leftovers = [p for p in (out, my_out) if p.exists() and p.stat().st_size > 0]
+    if not (args.resume or args.overwrite) and leftovers:
+        raise _UsageError(
+            f"{leftovers[0]} already exists; pass --resume to continue it or --overwrite "
+            "to replace it"
+        )
+    in_out: set[str] = set()
+    done: set[str] = set()
+    try:
+        if args.overwrite:
+            my_out.unlink(missing_ok=True)
+        elif args.resume:
+            # Only the process appending to a file may cut a partial last line off it.
+            _, previous = read_rows(out, fmt, repair=not sharded)
+            in_out = {row_key(str(r["image"])) for r in previous}
+            done = set(in_out)
+            if sharded:
+                _, own = read_rows(my_out, fmt, repair=True)
+                done |= {row_key(str(r["image"])) for r in own}
+    except OutputFormatError as error:
+        raise _UsageError(str(error)) from error
+    todo = [f for f in mine if row_key(f) not in done]
+    logger.info(
+        "%d file(s) in total, %d in this process's share, %d to score",
+        len(files),
+        len(mine),
+        len(todo),
+    )
+
+    started = time.monotonic()
+    n_scored = n_errors = 0
+    columns: list[str] | None = None
+    if todo:
+        scorer = _load_scorer(args, _shard_device(args.device, dist.local_rank, dist.world_size))
+        logger.info("loaded %r", scorer)
+        columns = columns_for(scorer.level_words)
+        try:
+            writer = RowWriter(my_out, columns, fmt)
+        except OutputFormatError as error:
+            raise _UsageError(str(error)) from error
+        show = not args.no_progress and dist.is_main
+        with writer, tqdm(total=len(todo), unit="img", desc="scoring", disable=not show) as bar:
+            for batch in decoded_batches(
+                todo,
+                scorer.preprocess,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                max_pixels=args.max_pixels,
+            ):
+                for row in _score_rows(scorer, batch):
+                    writer.write(row)
+                    if row.get("error"):
+                        n_errors += 1
+                        logger.info("%s: %s", row["image"], row["error"])
+                    else:
+                        n_scored += 1
+                bar.update(len(batch))
+    elapsed = time.monotonic() - started
+    rate = n_scored / elapsed if elapsed > 0 and n_scored else 0.0
+    print(
+        f"artquant score: {n_scored} scored, {n_errors} with an error, "
+        f"{len(mine) - len(todo)} already done ({rate:.1f} images/s)"
+        + (f" [rank {dist.rank}/{dist.world_size}]" if sharded else ""),
+        file=sys.stderr,
+    )
+    if not sharded or not dist.is_main:
+        return EXIT_OK
+
+    complete = wait_for_parts(
+        out,
+        files,
+        dist.world_size,
+        fmt,
+        already_done=in_out,
+        timeout=args.merge_timeout,
+    )
+    if not complete:
+        print(
+            f"artquant score: not every process finished; parts kept in {parts_dir(out)}. "
+            "Rerun the same command with --resume to finish and merge.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    sources = ([out] if args.resume else []) + [
+        part_path(out, rank, dist.world_size) for rank in range(dist.world_size)
+    ]
+    missing = merge_outputs(out, files, sources, fmt, columns)
+    if missing:
+        print(
+            f"artquant score: {len(missing)} file(s) have no row after merging (first: "
+            f"{missing[0]}); parts kept in {parts_dir(out)}; rerun with --resume",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    remove_parts(out)
+    print(f"artquant score: merged {len(files)} rows into {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    if not Path(args.image).is_file():
+        raise _UsageError(f"{args.image!r} is not a file")
+    scorer = _load_scorer(args, args.device)
+    print(scorer.describe(args.image, max_new_tokens=args.max_new_tokens, prompt=args.prompt))
+    return EXIT_OK
+
+
+def _local_copy(name: str) -> str:
+    from artquant_sdk._errors import ModelUnavailableError
+    from artquant_sdk._zoo import resolve_weights
+
+    try:
+        return str(resolve_weights(name, local_files_only=True).path)
+    except ModelUnavailableError:
+        return "not downloaded"
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from artquant_sdk._zoo import list_models, manifest_path, modelzoo_dir
+
+    cards = list_models()
+    if args.json:
+        payload = [
+            {**card.model_dump(mode="json"), "local": _local_copy(card.name)} for card in cards
+        ]
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    zoo = modelzoo_dir()
+    print(f"manifest: {manifest_path()}")
+    print(f"weights:  {zoo if zoo is not None else 'the Hugging Face cache'}")
+    for card in cards:
+        low, high = card.scale
+        print()
+        print(f"{card.name}")
+        print(f"  {card.description}")
+        print(f"  hub:      {card.hub_repo} @ {card.revision}")
+        print(f"  format:   {card.format}" + (f" over {card.base}" if card.base else ""))
+        print(f"  levels:   {card.levels}, scale {low:g}-{high:g}")
+        print(f"  licence:  {card.licence}")
+        if card.reported:
+            for r in card.reported:
+                split = f" {r.split}" if r.split else ""
+                print(f"  reported: {r.dataset}{split} {r.metric} {r.value:g} ({r.source})")
+        else:
+            print(f"  reported: {card.reported_note}")
+        print(f"  local:    {_local_copy(card.name)}")
+    return EXIT_OK
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from artquant_sdk._zoo import load_manifest, resolve_weights
+
+    try:
+        models = load_manifest().models
+        names = [args.name]
+        card = models.get(args.name)
+        if card is not None:
+            names += [n for n in (card.base, card.tokenizer_from) if n and n not in names]
+        for index, name in enumerate(names):
+            revision = args.revision if index == 0 else None
+            resolved = resolve_weights(name, revision=revision, local_files_only=False)
+            print(f"{name}: {resolved.path}")
+    except Exception as error:
+        # Any hub or filesystem problem is reported, not dumped as a traceback.
+        raise _ModelLoadError(f"could not download {args.name!r}: {error}") from error
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``artquant`` command.
+
+    Args:
+        argv: Arguments without the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit code (see the module docstring).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    commands = {
+        "score": _cmd_score,
+        "describe": _cmd_describe,
+        "models": _cmd_models,
+        "download": _cmd_download,
+    }
+    try:
+        return commands[args.command](args)
+    except _UsageError as error:
+        parser.print_usage(sys.stderr)
+        print(f"artquant {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except _ModelLoadError as error:
+        print(f"artquant {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_MODEL
+    except KeyboardInterrupt:
+        print(
+            f"artquant {args.command}: interrupted; rows written so far are kept "
+            "(rerun with --resume to continue)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

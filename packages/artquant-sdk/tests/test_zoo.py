@@ -1,0 +1,259 @@
+"""ModelZoo manifest, its discovery, and name resolution (local, ModelZoo, hub, offline)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import huggingface_hub
+import pytest
+from huggingface_hub.errors import LocalEntryNotFoundError
+
+from artquant_sdk import (
+    ManifestError,
+    ModelNotFoundError,
+    ModelUnavailableError,
+    get_model_card,
+    list_models,
+    load_manifest,
+    manifest_path,
+    modelzoo_dir,
+    resolve_weights,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_MANIFEST = REPO_ROOT / "ModelZoo" / "manifest.toml"
+BUNDLED = REPO_ROOT / "packages/artquant-sdk/src/artquant_sdk/_data/manifest.toml"
+
+
+def test_bundled_manifest_equals_modelzoo_manifest() -> None:
+    assert REPO_MANIFEST.is_file(), "the repository's ModelZoo/manifest.toml is missing"
+    assert BUNDLED.read_bytes() == REPO_MANIFEST.read_bytes(), (
+        "artquant_sdk/_data/manifest.toml must be a copy of ModelZoo/manifest.toml: "
+        "cp ModelZoo/manifest.toml packages/artquant-sdk/src/artquant_sdk/_data/"
+    )
+
+
+def test_checkout_modelzoo_is_found() -> None:
+    assert modelzoo_dir() == REPO_ROOT / "ModelZoo"
+    assert manifest_path() == REPO_MANIFEST
+
+
+def test_env_override_without_manifest_uses_bundled_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARTQUANT_MODELZOO", str(tmp_path))
+    assert modelzoo_dir() == tmp_path
+    assert manifest_path() == BUNDLED
+
+
+def test_known_models_and_their_facts() -> None:
+    cards = {c.name: c for c in list_models()}
+    assert list(cards) == ["artquant-apdd", "one-align", "mplug-owl2-llama2-7b"]
+    apdd = cards["artquant-apdd"]
+    assert apdd.hub_repo == "Liuuuu123/ArtQuant"
+    assert apdd.format == "lora"
+    assert apdd.base == "mplug-owl2-llama2-7b"
+    assert cards["mplug-owl2-llama2-7b"].hub_repo == "MAGAer13/mplug-owl2-llama2-7b"
+    assert cards["one-align"].hub_repo == "q-future/one-align"
+    assert apdd.scale == (1.0, 10.0)
+    assert cards["one-align"].scale == (1.0, 5.0)
+    # the exact inference prompt of ArtQuant's iqa_eval.py (reference-artquant.md §2.3)
+    assert apdd.prompt == (
+        "USER: How would you rate the quality of this painting?\n<|image|> ASSISTANT: "
+        "The quality of the painting is"
+    )
+    for card in cards.values():
+        # nothing reported may appear without a source; none could be sourced so far
+        assert card.reported or card.reported_note
+        assert all(r.source for r in card.reported)
+
+
+def test_manifest_prompts_match_the_fixture_tokenizer_reference(shared: Path) -> None:
+    ref = json.loads(
+        (shared / "fixtures/mplug_owl2_tiny_vocab32k/tokenizer_reference.json").read_text()
+    )
+    prompts = {p["prompt"] for p in ref["prompts"].values() if isinstance(p, dict)}
+    for card in list_models():
+        assert card.prompt in prompts, card.name
+
+
+def _write_manifest(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _valid_entry(**changes: Any) -> str:
+    data = tomllib.loads(REPO_MANIFEST.read_text(encoding="utf-8"))
+    entry = dict(data["models"]["one-align"])
+    entry.update(changes)
+    lines = ["schema_version = 1", "", "[models.one-align]"]
+    for key, value in entry.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"format": "lora"}, "no 'base'"),
+        ({"scale": [5.0, 1.0]}, "min < max"),
+        ({"prompt": "no image token"}, "exactly once"),
+        ({"reported_note": ""}, "reported_note"),
+        ({"hub_repo": "not a repo id"}, "owner/name"),
+        ({"levels": "stars"}, "levels"),
+        ({"tokenizer_from": "nowhere"}, "not a model of the manifest"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_invalid_manifests_are_rejected_with_the_reason(
+    tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
+    path = _write_manifest(tmp_path / "manifest.toml", _valid_entry(**changes))
+    with pytest.raises(ManifestError, match=message):
+        load_manifest(path)
+
+
+def test_manifest_not_toml_or_missing(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="not valid TOML"):
+        load_manifest(_write_manifest(tmp_path / "bad.toml", "models = [\n"))
+    with pytest.raises(ManifestError, match="does not exist"):
+        load_manifest(tmp_path / "absent.toml")
+
+
+def test_valid_custom_manifest_round_trip(tmp_path: Path) -> None:
+    manifest = load_manifest(_write_manifest(tmp_path / "m.toml", _valid_entry()))
+    assert list(manifest.models) == ["one-align"]
+
+
+def test_get_model_card_unknown_name_lists_known() -> None:
+    assert get_model_card("one-align").levels == "onealign"
+    with pytest.raises(ModelNotFoundError, match="artquant-apdd"):
+        get_model_card("artquant-xl")
+
+
+# ---------------------------------------------------------------- resolution
+
+
+def _fake_checkpoint(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text("{}")
+    return folder
+
+
+def test_local_folder_wins_and_never_downloads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def forbidden(*args: Any, **kwargs: Any) -> str:
+        raise AssertionError("a local folder must not touch the hub")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", forbidden)
+    folder = _fake_checkpoint(tmp_path / "ckpt")
+    resolved = resolve_weights(folder)
+    assert (resolved.path, resolved.card, resolved.source) == (folder, None, "local")
+
+
+def test_a_file_is_not_a_checkpoint(tmp_path: Path) -> None:
+    file = tmp_path / "model.safetensors"
+    file.write_bytes(b"")
+    with pytest.raises(ModelNotFoundError, match="is a file"):
+        resolve_weights(file)
+
+
+def test_unknown_name_explains_the_three_options() -> None:
+    with pytest.raises(ModelNotFoundError, match="not a local folder, not a ModelZoo name"):
+        resolve_weights("no such model")
+
+
+def test_modelzoo_folder_is_used_when_present(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARTQUANT_MODELZOO", str(tmp_path))
+    folder = _fake_checkpoint(tmp_path / "one-align")
+    resolved = resolve_weights("one-align", local_files_only=True)
+    assert resolved.path == folder
+    assert resolved.source == "modelzoo"
+    assert resolved.card is not None
+    assert resolved.card.hub_repo == "q-future/one-align"
+
+
+def test_offline_error_says_what_to_download_and_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARTQUANT_MODELZOO", str(tmp_path))
+    with pytest.raises(ModelUnavailableError) as info:
+        resolve_weights("artquant-apdd", local_files_only=True)
+    message = str(info.value)
+    assert "local_files_only" in message
+    assert "https://huggingface.co/Liuuuu123/ArtQuant" in message
+    assert str(tmp_path / "artquant-apdd") in message
+    assert "artquant download artquant-apdd" in message
+
+
+def test_hub_id_offline_error_for_a_hub_id(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailableError, match=r"someone/some-model.*pass that folder"):
+        resolve_weights("someone/some-model", local_files_only=True)
+
+
+def test_download_attempt_in_offline_mode_becomes_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # local_files_only is False, but the hub library is in offline mode (HF_HUB_OFFLINE=1,
+    # set by the autouse fixture): the real snapshot_download refuses, and we explain.
+    monkeypatch.setenv("ARTQUANT_MODELZOO", str(tmp_path))
+    with pytest.raises(ModelUnavailableError, match=r"downloading it failed.*q-future/one-align"):
+        resolve_weights("one-align")
+
+
+class _FakeHub:
+    """Stands in for huggingface_hub.snapshot_download: empty cache, downloads a config."""
+
+    def __init__(self, cached: Path | None = None) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.cached = cached
+
+    def __call__(self, repo_id: str, **kwargs: Any) -> str:
+        self.calls.append({"repo_id": repo_id, **kwargs})
+        if kwargs.get("local_files_only"):
+            if self.cached is not None:
+                return str(self.cached)
+            raise LocalEntryNotFoundError("not cached")
+        target = kwargs.get("local_dir") or (Path(kwargs.get("cache_dir") or ".") / "snap")
+        _fake_checkpoint(Path(target))
+        return str(target)
+
+
+def test_modelzoo_name_downloads_into_modelzoo_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARTQUANT_MODELZOO", str(tmp_path))
+    hub = _FakeHub()
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    resolved = resolve_weights("artquant-apdd", revision="v1")
+    assert resolved.path == tmp_path / "artquant-apdd"
+    assert resolved.source == "hub"
+    assert [c["local_files_only"] for c in hub.calls if "local_files_only" in c] == [True]
+    download = hub.calls[-1]
+    assert download["repo_id"] == "Liuuuu123/ArtQuant"
+    assert download["revision"] == "v1"
+    assert download["local_dir"] == tmp_path / "artquant-apdd"
+    assert download["allow_patterns"] == list(get_model_card("artquant-apdd").allow_patterns)
+    # second time: the ModelZoo folder is used, no hub call at all
+    again = resolve_weights("artquant-apdd", local_files_only=True)
+    assert again.source == "modelzoo"
+    assert len(hub.calls) == 2
+
+
+def test_hub_cache_is_used_before_downloading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARTQUANT_MODELZOO", str(tmp_path / "zoo"))
+    cached = _fake_checkpoint(tmp_path / "cache-snapshot")
+    hub = _FakeHub(cached=cached)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    resolved = resolve_weights("one-align", local_files_only=True)
+    assert resolved.path == cached
+    assert len(hub.calls) == 1
+    assert hub.calls[0]["local_files_only"] is True
