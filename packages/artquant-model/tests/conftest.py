@@ -1,0 +1,47 @@
+"""Shared fixtures of the artquant-model tests: the reference material in ../shared.
+
+The parity fixtures live beside the checkout (``<repo>/../shared``, or ``$ARTQUANT_SHARED``).
+A fresh clone does not have them, so every test that needs them skips with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+_DEFAULT_SHARED = Path(__file__).resolve().parents[3] / ".." / "shared"
+
+
+def _shared_root() -> Path:
+    override = os.environ.get("ARTQUANT_SHARED")
+    return Path(override) if override else _DEFAULT_SHARED
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The shared reference folder; skips the test when it is absent."""
+    root = _shared_root().resolve()
+    if not root.is_dir():
+        pytest.skip(f"../shared not found: {root} (set ARTQUANT_SHARED to its location)")
+    return root
+
+
+def _fixture_dir(shared: Path, name: str) -> Path:
+    path = shared / "fixtures" / name
+    if not path.is_dir():
+        pytest.skip(f"../shared not found: fixture folder {path} is missing")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_fixture_dir(shared_dir: Path) -> Path:
+    """``fixtures/mplug_owl2_tiny``: vocabulary 1000, original-code outputs."""
+    return _fixture_dir(shared_dir, "mplug_owl2_tiny")
+
+
+@pytest.fixture(scope="session")
+def vocab32k_fixture_dir(shared_dir: Path) -> Path:
+    """``fixtures/mplug_owl2_tiny_vocab32k``: the real vocabulary, 448 px, bf16 weights."""
+    return _fixture_dir(shared_dir, "mplug_owl2_tiny_vocab32k")
