@@ -16,7 +16,7 @@ def shared_dir() -> Path:
     return Path(env) if env else (REPO_ROOT / ".." / "shared").resolve()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared() -> Path:
     """The reference folder; skips when absent (a fresh clone has none)."""
     path = shared_dir()

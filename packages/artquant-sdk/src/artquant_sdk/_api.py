@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
 from artquant_sdk._devices import resolve_device, resolve_dtype
@@ -36,13 +35,8 @@ def level_preset(name: str) -> Any:
         >>> level_preset("artquant").scale
         (1.0, 10.0)
     """
-    import artquant_model
+    from artquant_model.levels import LEVEL_PRESETS as presets
 
-    presets = {
-        "artquant": artquant_model.ARTQUANT_LEVELS,
-        "qalign": artquant_model.QALIGN_LEVELS,
-        "onealign": artquant_model.ONEALIGN_LEVELS,
-    }
     if name not in presets:
         raise ValueError(f"unknown level preset {name!r}; use one of {list(LEVEL_PRESETS)}")
     return presets[name]
@@ -253,9 +247,15 @@ class ArtQuant:
         """The level words in level order (the order of ``ScoreResult.probs``)."""
         return list(self.level_spec.words)
 
-    def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
-        """Pixels ``[N, 3, S, S]`` (float32, CPU) for a list of PIL images."""
-        return self.processor.image_processor(images)
+    def preprocess(self, images: list[Any], *, max_pixels: int | None = None) -> torch.Tensor:
+        """Pixels ``[N, 3, S, S]`` (float32, CPU) for a list of images.
+
+        Args:
+            images: PIL images (or anything ``artquant_model.load_image`` reads).
+            max_pixels: Decompression-bomb limit; None for ``artquant_model``'s default.
+        """
+        limit = {} if max_pixels is None else {"max_pixels": max_pixels}
+        return self.processor.image_processor(images, **limit)
 
     @torch.inference_mode()
     def score_pixel_values(
@@ -281,9 +281,9 @@ class ArtQuant:
             self._level_ids.to(self.device),
             self._values,
         )
-        scores = result.scores.double().cpu().tolist()
-        stds = result.stds.double().cpu().tolist()
-        probs = result.probs.double().cpu().tolist()
+        scores = result.score.double().cpu().reshape(n).tolist()
+        stds = result.std.double().cpu().reshape(n).tolist()
+        probs = result.probs.double().cpu().reshape(n, -1).tolist()
         return list(zip(scores, stds, probs, strict=True))
 
     def _result(self, image: str, score: float, std: float, probs: list[float]) -> ScoreResult:

@@ -12,12 +12,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 __all__ = ["DecodeDataset", "Decoded", "decoded_batches", "describe_error"]
 
-Preprocess = Callable[[list[Image.Image]], torch.Tensor]
+Preprocess = Callable[..., torch.Tensor]
 
 
 @dataclass
@@ -41,8 +40,9 @@ class DecodeDataset(Dataset[Decoded]):
 
     Args:
         files: Paths, in output order.
-        preprocess: Maps a list of RGB PIL images to pixels ``[N, 3, S, S]`` (the model's
-            image processor). It must be picklable when workers use the spawn start method.
+        preprocess: The model's image processor (``MPLUGOwl2ImageProcessor``): maps a list of
+            PIL images to pixels ``[N, 3, S, S]``, taking ``max_pixels=``. It must be picklable
+            when workers use the spawn start method (so not a method of the scorer).
         max_pixels: The decompression-bomb limit passed to ``load_image`` (None: its default).
     """
 
@@ -60,12 +60,10 @@ class DecodeDataset(Dataset[Decoded]):
         from artquant_model import load_image
 
         file = self.files[index]
+        limit = {} if self.max_pixels is None else {"max_pixels": self.max_pixels}
         try:
-            if self.max_pixels is None:
-                image = load_image(file)
-            else:
-                image = load_image(file, max_pixels=self.max_pixels)
-            pixels = self.preprocess([image])[0]
+            image = load_image(file, **limit)
+            pixels = self.preprocess([image], **limit)[0]
         except Exception as error:
             # Any failure of one file (decoder, conversion, resize) becomes that file's row.
             return Decoded(index, file, None, describe_error(error))

@@ -316,7 +316,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         with writer, tqdm(total=len(todo), unit="img", desc="scoring", disable=not show) as bar:
             for batch in decoded_batches(
                 todo,
-                scorer.preprocess,
+                scorer.processor.image_processor,
                 batch_size=args.batch_size,
                 workers=args.workers,
                 max_pixels=args.max_pixels,

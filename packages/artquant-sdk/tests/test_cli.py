@@ -1,0 +1,424 @@
+"""The ``artquant`` command on real photos and a folder of hostile files, with a tiny model.
+
+Covers: one row per file (bad ones with a clear error), CSV and JSONL, background decoding
+workers, a real kill followed by ``--resume`` (each file exactly once), exit codes, the
+``models``/``download``/``describe`` subcommands, and two processes sharing the work through
+``RANK``/``WORLD_SIZE`` (as ``accelerate launch`` or ``torchrun`` set them).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import huggingface_hub
+import numpy as np
+import pytest
+from PIL import Image
+
+from artquant_sdk import cli
+from artquant_sdk._sharding import parts_dir
+
+BOMB_LIMIT = 200_000  # pixels; the bomb below has 600 x 400 = 240,000
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from artquant_model.testing import save_tiny_checkpoint
+
+    return Path(save_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt", seed=0))
+
+
+@pytest.fixture(scope="session")
+def oasis(shared: Path) -> list[Path]:
+    images = sorted((shared / "data" / "oasis_beauty" / "images").glob("*.jpg"))
+    if len(images) != 12:
+        pytest.skip(f"expected the 12 OASIS photos in {shared}/data/oasis_beauty/images")
+    return images
+
+
+def make_bad_files(folder: Path, real_jpeg: Path) -> dict[str, bool]:
+    """Write hostile files into ``folder``; returns file name -> whether it should score."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    data = real_jpeg.read_bytes()
+    expected: dict[str, bool] = {}
+
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + rng.bytes(3000))
+    expected["corrupt.jpg"] = False
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    expected["truncated.jpg"] = False
+    (folder / "zero_bytes.png").write_bytes(b"")
+    expected["zero_bytes.png"] = False
+    (folder / "text_named_png.png").write_text("this is not an image\n")
+    expected["text_named_png.png"] = False
+    (folder / "notes.txt").write_text("skipped by the extension policy\n")  # no row expected
+
+    Image.new("CMYK", (40, 30), (10, 200, 30, 5)).save(folder / "cmyk.jpg")
+    expected["cmyk.jpg"] = True
+    sixteen = (rng.integers(0, 65535, (30, 40))).astype(np.uint16)
+    Image.fromarray(sixteen).save(folder / "sixteen_bit.png")
+    expected["sixteen_bit.png"] = True
+    palette = Image.new("P", (40, 30))
+    palette.putpalette([i % 256 for i in range(768)])
+    palette.paste(7, (0, 0, 20, 30))
+    palette.info["transparency"] = 7
+    palette.save(folder / "palette_transparent.png", transparency=7)
+    expected["palette_transparent.png"] = True
+    frames = [Image.new("RGB", (30, 30), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=50)
+    expected["animated.gif"] = True
+    Image.new("RGB", (1, 1), (128, 64, 32)).save(folder / "one_pixel.png")
+    expected["one_pixel.png"] = True
+    Image.new("RGB", (600, 400), (1, 2, 3)).save(folder / "bomb.png")
+    expected["bomb.png"] = False
+    return expected
+
+
+@pytest.fixture
+def inputs(tmp_path: Path, oasis: list[Path]) -> tuple[list[str], dict[str, bool]]:
+    """PATH arguments (the OASIS folder, the bad folder, an explicit text file) and expectations."""
+    bad = tmp_path / "bad"
+    expected = make_bad_files(bad, oasis[0])
+    text = tmp_path / "readme.txt"
+    text.write_text("given explicitly, so it gets a row with an error\n")
+    expected_by_path = {str(p): True for p in oasis}
+    expected_by_path.update({str(bad / name): ok for name, ok in expected.items()})
+    expected_by_path[str(text)] = False
+    return [str(oasis[0].parent), str(bad), str(text)], expected_by_path
+
+
+def _rows(out: Path) -> list[dict[str, Any]]:
+    if out.suffix == ".csv":
+        with open(out, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+
+
+def _score_args(model: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "score",
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--max-pixels",
+        str(BOMB_LIMIT),
+        "--no-progress",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize(("suffix", "workers"), [(".csv", "0"), (".jsonl", "2")])
+def test_every_file_gets_exactly_one_row(
+    tmp_path: Path,
+    tiny_checkpoint: Path,
+    inputs: tuple[list[str], dict[str, bool]],
+    suffix: str,
+    workers: str,
+) -> None:
+    paths, expected = inputs
+    out = tmp_path / f"scores{suffix}"
+    code = cli.main(
+        [*_score_args(tiny_checkpoint, out, "--batch-size", "3", "--workers", workers), *paths]
+    )
+    assert code == cli.EXIT_OK
+    rows = _rows(out)
+    images = [r["image"] for r in rows]
+    assert Counter(images) == Counter(expected), "each file exactly once, nothing else"
+    assert set(images) == set(expected)
+    for row in rows:
+        if expected[row["image"]]:
+            assert not row["error"], row
+            score = float(row["score"])
+            assert 1.0 <= score <= 10.0
+            probs = [float(row[f"p_{w}"]) for w in ("excellent", "good", "fair", "poor", "bad")]
+            assert sum(probs) == pytest.approx(1.0, abs=1e-9)
+            assert (
+                row["level"] == ["excellent", "good", "fair", "poor", "bad"][int(np.argmax(probs))]
+            )
+        else:
+            assert row["error"], row
+            assert row["score"] in ("", None)
+    by_name = {Path(r["image"]).name: r for r in rows}
+    assert "pixels" in by_name["bomb.png"]["error"]
+    assert "notes.txt" not in by_name  # a non-image file inside a folder is skipped
+    # order: the OASIS folder sorted, then the bad folder sorted, then the explicit file
+    assert images[:12] == sorted(images[:12])
+    assert images[-1].endswith("readme.txt")
+
+
+def test_scores_equal_the_python_api(
+    tmp_path: Path, tiny_checkpoint: Path, oasis: list[Path]
+) -> None:
+    from artquant_sdk import ArtQuant
+
+    out = tmp_path / "s.csv"
+    args = _score_args(tiny_checkpoint, out, "--batch-size", "5", "--workers", "0")
+    assert cli.main([*args, *map(str, oasis[:4])]) == 0
+    scorer = ArtQuant.from_pretrained(tiny_checkpoint, device="cpu")
+    api = scorer.score(oasis[:4], batch_size=1)
+    for row, result in zip(_rows(out), api, strict=True):
+        assert row["image"] == result.image
+        assert float(row["score"]) == pytest.approx(result.score, abs=1e-6)
+        assert float(row["std"]) == pytest.approx(result.std, abs=1e-6)
+
+
+def _run_cli(args: list[str], env: dict[str, str] | None = None, **kwargs: Any) -> Any:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "artquant_sdk.cli", *args],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def test_kill_then_resume_gives_each_file_exactly_once(
+    tmp_path: Path,
+    tiny_checkpoint: Path,
+    inputs: tuple[list[str], dict[str, bool]],
+) -> None:
+    paths, expected = inputs
+    many = tmp_path / "many"
+    many.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(300):
+        array = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+        Image.fromarray(array).save(many / f"img{i:03d}.png")
+    expected.update({str(many / f"img{i:03d}.png"): True for i in range(300)})
+    all_paths = [*paths, str(many)]
+    out = tmp_path / "scores.csv"
+    args = _score_args(tiny_checkpoint, out, "--batch-size", "1", "--workers", "0")
+
+    proc = _run_cli([*args, *all_paths])
+    deadline = time.monotonic() + 120
+    while _count_lines(out) < 40 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    still_running = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert still_running, "the run ended before it could be interrupted; make it longer"
+    killed_rows = _rows(out)
+    assert 39 <= len(killed_rows) < len(expected)
+    # simulate a kill in the middle of writing a row as well
+    with open(out, "a", encoding="utf-8") as handle:
+        handle.write(f"{all_paths[0]}/half-written-row.jpg,5.0")
+
+    again = _run_cli([*args, "--resume", *all_paths])
+    _, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr
+    assert "already done" in stderr
+    rows = _rows(out)
+    images = [r["image"] for r in rows]
+    assert Counter(images) == Counter(expected)
+    assert images[: len(killed_rows)] == [r["image"] for r in killed_rows]
+    # a second resume has nothing left to do and adds nothing
+    assert cli.main([*args, "--resume", *all_paths]) == 0
+    assert len(_rows(out)) == len(expected)
+
+
+def test_existing_output_needs_resume_or_overwrite(
+    tmp_path: Path, tiny_checkpoint: Path, oasis: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "s.jsonl"
+    args = _score_args(tiny_checkpoint, out, "--workers", "0")
+    assert cli.main([*args, str(oasis[0])]) == 0
+    assert cli.main([*args, str(oasis[0])]) == cli.EXIT_USAGE
+    assert "--resume" in capsys.readouterr().err
+    assert cli.main([*args, "--overwrite", str(oasis[0]), str(oasis[1])]) == 0
+    assert [r["image"] for r in _rows(out)] == [str(oasis[0]), str(oasis[1])]
+    assert cli.main([*args, "--overwrite", "--resume", str(oasis[0])]) == cli.EXIT_USAGE
+
+
+def test_resume_into_a_file_of_another_model_is_refused(
+    tmp_path: Path, tiny_checkpoint: Path, oasis: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "s.csv"
+    out.write_text("image,score,std,level,p_high,p_low,error\nx.png,1,0,high,1,0,\n")
+    args = _score_args(tiny_checkpoint, out, "--workers", "0", "--resume")
+    assert cli.main([*args, str(oasis[0])]) == cli.EXIT_USAGE
+    assert "columns" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["score", "nowhere/", "--out", "x.csv"], "does not exist"),
+        (["score", ".", "--out", "x.parquet"], "must end in one of"),
+        (["score", "EMPTY", "--out", "x.csv"], "no image files found"),
+    ],
+)
+def test_usage_errors_exit_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "EMPTY").mkdir()
+    assert cli.main(argv) == cli.EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+def test_bad_option_values_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["score", ".", "--out", "x.csv", "--batch-size", "0"])
+    assert info.value.code == cli.EXIT_USAGE
+    assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_model_that_cannot_load_exits_3(
+    tmp_path: Path, oasis: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "s.csv"
+    code = cli.main(
+        ["score", str(oasis[0]), "--out", str(out), "--model", "artquant-apdd", "--offline"]
+    )
+    assert code == cli.EXIT_MODEL
+    err = capsys.readouterr().err
+    assert "Liuuuu123/ArtQuant" in err
+    assert "artquant download artquant-apdd" in err
+    code = cli.main(["score", str(oasis[0]), "--out", str(out), "--model", str(tmp_path)])
+    assert code == cli.EXIT_MODEL
+
+
+def test_models_lists_the_manifest(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["models"]) == 0
+    text = capsys.readouterr().out
+    for name in ("artquant-apdd", "one-align", "mplug-owl2-llama2-7b", "Liuuuu123/ArtQuant"):
+        assert name in text
+    assert "scale 1-10" in text
+    assert cli.main(["models", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert [m["name"] for m in payload] == ["artquant-apdd", "one-align", "mplug-owl2-llama2-7b"]
+    assert payload[0]["local"] == "not downloaded" or Path(payload[0]["local"]).is_dir()
+
+
+def test_download_fetches_the_model_and_its_base(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    calls: list[tuple[str, Any]] = []
+
+    def fake_snapshot(repo_id: str, **kwargs: Any) -> str:
+        calls.append((repo_id, kwargs.get("local_dir")))
+        if kwargs.get("local_files_only"):
+            raise LocalEntryNotFoundError("empty cache")
+        target = Path(kwargs["local_dir"])
+        target.mkdir(parents=True)
+        (target / "config.json").write_text("{}")
+        return str(target)
+
+    monkeypatch.setenv("ARTQUANT_MODELZOO", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    assert cli.main(["download", "artquant-apdd"]) == 0
+    out = capsys.readouterr().out
+    assert f"artquant-apdd: {tmp_path / 'artquant-apdd'}" in out
+    assert f"mplug-owl2-llama2-7b: {tmp_path / 'mplug-owl2-llama2-7b'}" in out
+    downloaded = [repo for repo, local_dir in calls if local_dir is not None]
+    assert downloaded == ["Liuuuu123/ArtQuant", "MAGAer13/mplug-owl2-llama2-7b"]
+
+
+def test_download_failure_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    # HF_HUB_OFFLINE=1 (autouse fixture): the real hub client refuses to connect
+    assert cli.main(["download", "one-align"]) == cli.EXIT_MODEL
+    assert "q-future/one-align" in capsys.readouterr().err
+
+
+def test_describe_prints_text(
+    tiny_checkpoint: Path, oasis: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["describe", str(oasis[0]), "--model", str(tiny_checkpoint), "--device", "cpu"]
+    assert cli.main([*args, "--max-new-tokens", "4"]) == 0
+    assert capsys.readouterr().out.strip()
+    assert cli.main(["describe", "missing.jpg", "--model", str(tiny_checkpoint)]) == 2
+
+
+def test_two_processes_share_the_work_and_merge_in_input_order(
+    tmp_path: Path,
+    tiny_checkpoint: Path,
+    inputs: tuple[list[str], dict[str, bool]],
+) -> None:
+    paths, expected = inputs
+    out = tmp_path / "sharded.jsonl"
+    args = _score_args(tiny_checkpoint, out, "--batch-size", "2", "--workers", "0")
+    procs = [
+        _run_cli([*args, *paths], env={"RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r)})
+        for r in (1, 0)
+    ]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr
+    rows = _rows(out)
+    single = tmp_path / "single.jsonl"
+    assert cli.main([*_score_args(tiny_checkpoint, single, "--workers", "0"), *paths]) == 0
+    reference = _rows(single)
+    assert [r["image"] for r in rows] == [r["image"] for r in reference]
+    assert Counter(r["image"] for r in rows) == Counter(expected)
+    for got, want in zip(rows, reference, strict=True):
+        assert (got["error"] is None) == (want["error"] is None)
+        if got["score"] is not None:
+            assert got["score"] == pytest.approx(want["score"], abs=1e-6)
+    assert not parts_dir(out).exists()
+
+
+def test_sharded_resume_after_one_rank_was_killed(
+    tmp_path: Path, tiny_checkpoint: Path, oasis: list[Path]
+) -> None:
+    out = tmp_path / "s.csv"
+    paths = [str(p) for p in oasis]
+    args = _score_args(tiny_checkpoint, out, "--batch-size", "1", "--workers", "0")
+    # rank 1 finishes its share; rank 0 never ran (as if killed before starting)
+    rank1 = _run_cli([*args, *paths], env={"RANK": "1", "WORLD_SIZE": "2"})
+    _, stderr = rank1.communicate(timeout=300)
+    assert rank1.returncode == 0, stderr
+    assert not out.exists()
+    assert parts_dir(out).is_dir()
+    # a sharded rerun without --resume refuses to discard the finished share
+    rank1 = _run_cli([*args, *paths], env={"RANK": "1", "WORLD_SIZE": "2"})
+    _, stderr = rank1.communicate(timeout=300)
+    assert rank1.returncode == cli.EXIT_USAGE, stderr
+    # both ranks with --resume: rank 1 has nothing to do, rank 0 scores its half and merges
+    procs = [
+        _run_cli([*args, "--resume", *paths], env={"RANK": str(r), "WORLD_SIZE": "2"})
+        for r in (0, 1)
+    ]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr
+    assert [r["image"] for r in _rows(out)] == paths
+    assert not parts_dir(out).exists()
+
+
+def test_sharded_rank0_gives_up_after_merge_timeout(
+    tmp_path: Path, tiny_checkpoint: Path, oasis: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "s.csv"
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    args = _score_args(tiny_checkpoint, out, "--workers", "0", "--merge-timeout", "0.2")
+    assert cli.main([*args, *map(str, oasis[:3])]) == cli.EXIT_FAILED
+    assert not out.exists()
+    assert parts_dir(out).is_dir()
