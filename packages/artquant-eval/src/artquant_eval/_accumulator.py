@@ -95,9 +95,7 @@ class MetricAccumulator:
         if (pred_probs is None) != (target_probs is None):
             raise MetricInputError("pass both pred_probs and target_probs, or neither")
         fields = (ids is not None, groups is not None, pred_probs is not None)
-        if self._fields is None:
-            self._fields = fields
-        elif fields != self._fields:
+        if self._fields is not None and fields != self._fields:
             names = ("ids", "groups", "pred_probs/target_probs")
             expected = [n for n, f in zip(names, self._fields, strict=True) if f] or ["none"]
             raise MetricInputError(
@@ -117,6 +115,8 @@ class MetricAccumulator:
                 )
             self._pred_probs.append(pp)
             self._target_probs.append(tp)
+        # Only a batch that passed every check fixes the fields of later ones.
+        self._fields = fields
         self._pred.append(p)
         self._target.append(t)
         self._ids.extend(id_batch)

@@ -21,7 +21,6 @@ import math
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import rankdata
 
 from artquant_eval._fitting import LogisticFit, check_fit_kind, fit_logistic
 from artquant_eval._validation import LogisticFitError, as_pair, check_not_constant
@@ -113,7 +112,27 @@ def srcc(pred: ArrayLike, target: ArrayLike, *, nan_policy: str = "raise") -> fl
     p, t, _ = as_pair(pred, target, nan_policy=nan_policy, min_pairs=MIN_CORRELATION_PAIRS)
     check_not_constant(p, "pred", "SRCC")
     check_not_constant(t, "target", "SRCC")
-    return _pearson(rankdata(p), rankdata(t), "SRCC")
+    return _pearson(average_ranks(p), average_ranks(t), "SRCC")
+
+
+def average_ranks(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """1-based ranks, tied values sharing the mean of their positions (``rankdata`` "average").
+
+    Written on numpy alone so that importing the package does not pull in ``scipy.stats``.
+    """
+    n = values.size
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts_group = np.empty(n, dtype=bool)
+    starts_group[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts_group[1:])
+    group = np.cumsum(starts_group) - 1
+    starts = np.flatnonzero(starts_group)
+    ends = np.append(starts[1:], n)
+    ranks = np.empty(n, dtype=np.float64)
+    # positions start..end-1 hold ranks start+1..end, whose mean is (start + 1 + end) / 2
+    ranks[order] = ((starts + 1 + ends) / 2.0)[group]
+    return ranks
 
 
 def _dense_ranks(values: NDArray[np.float64] | NDArray[np.int64]) -> NDArray[np.int64]:
