@@ -171,7 +171,7 @@ class LoraConfig(_Frozen):
 
     enabled: bool = True
     r: int = Field(default=128, ge=1)
-    alpha: float = Field(default=256.0, gt=0)
+    alpha: int = Field(default=256, ge=1)
     dropout: float = Field(default=0.05, ge=0, lt=1)
     targets: tuple[str, ...] = ("q_proj", "v_proj.multiway.1")
     exclude: tuple[str, ...] = ("model.vision_model", "model.visual_abstractor")
@@ -272,12 +272,16 @@ class ValidationConfig(_Frozen):
         batch_size: images per scoring forward pass.
         metric: which metric picks ``best/``; ``mae`` is minimised, the others maximised.
         max_samples: score only the first N validation samples (``None`` = all).
+        prompt: the scoring prompt (one ``<|image|>``, ending with the level prefix); ``None``
+            = ArtQuant's inference prompt ``USER: How would you rate the quality of this
+            painting?\\n<|image|> ASSISTANT: <levels.prefix>``, what the SDK scores with.
     """
 
     every: int = Field(default=250, ge=0)
     batch_size: int = Field(default=8, ge=1)
     metric: Literal["srcc", "plcc", "krcc", "mae"] = "srcc"
     max_samples: int | None = Field(default=None, ge=1)
+    prompt: str | None = None
 
 
 class LoggingConfig(_Frozen):

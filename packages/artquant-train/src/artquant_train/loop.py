@@ -1,0 +1,789 @@
+"""The training loop: ``train(config)``.
+
+One optimizer step consumes ``grad_accum`` global micro-batches of ``batch_size × processes``
+rows (micro-batches left over at the end of an epoch, fewer than ``grad_accum``, are skipped;
+the next epoch reshuffles). Before a step, the answer-token and score-row counts of all its
+micro-batches are summed over processes, and every micro-batch's loss is normalised by those
+totals (:mod:`artquant_train.losses`), so the step's gradient is the same whether the rows sit
+in one process or several, and a process without score rows contributes a zero score term
+instead of skipping it. Each micro-batch is one forward pass over its mixed score/description
+rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from artquant_train.checkpointing import (
+    OPTIMIZER_FILE,
+    SCHEDULER_FILE,
+    STATE_FILE,
+    TRAINABLE_FILE,
+    TrainerState,
+    atomic_directory,
+    capture_rng_state,
+    checkpoint_name,
+    clean_stale_temporaries,
+    latest_checkpoint,
+    load_torch_state,
+    load_trainable,
+    prune_checkpoints,
+    read_trainer_state,
+    restore_rng_state,
+    save_trainable,
+)
+from artquant_train.config import TrainConfig
+from artquant_train.conversation import level_token_ids
+from artquant_train.data import (
+    TrainingDataset,
+    TrainItem,
+    collate_rows,
+    encode_samples,
+    global_micro_batches,
+    level_positions_from_rank,
+    mix_sources,
+    rank_slice,
+)
+from artquant_train.errors import (
+    EmptyDatasetError,
+    NonFiniteLossError,
+    SampleError,
+    TrainError,
+)
+from artquant_train.export import merge_release, write_release
+from artquant_train.losses import (
+    LossWeights,
+    combine_losses,
+    count_answer_tokens,
+    loss_sums,
+    loss_terms,
+)
+from artquant_train.modeling import TrainingForward, core_model, prepare_for_training
+from artquant_train.validation import (
+    ValItem,
+    default_validation_prompt,
+    metrics_of,
+    read_validation_items,
+    score_items,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What :func:`train` reports to ``on_step_end`` after every optimizer step.
+
+    Attributes:
+        step: optimizer steps done.
+        epoch: the epoch of the step.
+        loss: the step's total loss (all processes).
+        terms: mean ``ce_description``, ``ce_score``, ``kl`` (NaN where a term had no rows).
+        lr: learning rate used for the step.
+        grad_norm: gradient norm before clipping (``None`` if not computed).
+        rank / world_size: this process and the process count.
+        model: the prepared (unwrapped) model, to inspect weights.
+    """
+
+    step: int
+    epoch: int
+    loss: float
+    terms: dict[str, float]
+    lr: float
+    grad_norm: float | None
+    rank: int
+    world_size: int
+    model: torch.nn.Module
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The outcome of :func:`train`.
+
+    Attributes:
+        output_dir: the run folder.
+        final_dir: ``OUTPUT_DIR/final`` when written.
+        best_dir: ``OUTPUT_DIR/best`` when a validation wrote it.
+        global_step: optimizer steps done.
+        best_metric: best validation value of ``validation.metric``.
+        validations: every validation as ``{"step": ..., "srcc": ..., ...}``.
+        last_loss: the last step's loss.
+    """
+
+    output_dir: Path
+    final_dir: Path | None
+    best_dir: Path | None
+    global_step: int
+    best_metric: float | None
+    validations: list[dict[str, float]] = field(default_factory=list)
+    last_loss: float | None = None
+
+
+def lr_multiplier(step: int, total_steps: int, warmup_steps: int, kind: str) -> float:
+    """Learning-rate factor for optimizer step ``step`` (0-based): linear warm-up, then decay.
+
+    Args:
+        step: the step about to be taken.
+        total_steps: steps of the whole run.
+        warmup_steps: warm-up length (``ceil(warmup_ratio × total)`` as HF computes it).
+        kind: ``cosine`` (to 0), ``linear`` (to 0) or ``constant``.
+
+    Returns:
+        The factor in ``[0, 1]``.
+
+    Example:
+        >>> [round(lr_multiplier(s, 10, 2, "cosine"), 3) for s in (0, 1, 2, 6, 9)]
+        [0.0, 0.5, 1.0, 0.5, 0.038]
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        return step / warmup_steps
+    if kind == "constant":
+        return 1.0
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    progress = min(max(progress, 0.0), 1.0)
+    if kind == "linear":
+        return 1.0 - progress
+    if kind == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"scheduler must be cosine, linear or constant, got {kind!r}")
+
+
+def _precision(config: TrainConfig) -> tuple[str, torch.dtype]:
+    """(accelerate mixed_precision, dtype of the frozen weights)."""
+    wanted = config.model.precision
+    if wanted == "auto":
+        cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        wanted = "bf16" if cuda_bf16 else "fp32"
+    if wanted == "bf16":
+        return "bf16", torch.bfloat16
+    if wanted == "fp16":
+        return "fp16", torch.float16
+    return "no", torch.float32
+
+
+def _image_processor_dir(config: TrainConfig) -> Path:
+    if config.model.image_processor:
+        return Path(config.model.image_processor)
+    for candidate in (config.model.tokenizer, config.model.base):
+        if candidate and (Path(candidate) / "preprocessor_config.json").is_file():
+            return Path(candidate)
+    return Path(config.model.base)
+
+
+def _level_probs_reader(config: TrainConfig) -> Callable[[Any], tuple[float, ...]]:
+    count = len(config.levels.words)
+
+    def read(sample: Any) -> tuple[float, ...]:
+        probs = getattr(sample, "level_probs", None)
+        if probs is None:
+            score = getattr(sample, "gt_score", None)
+            if score is None:
+                raise SampleError("a score sample needs level_probs or gt_score")
+            from artquant_data import estimate_level_distribution
+
+            probs = estimate_level_distribution(float(score), config.levels.values)
+        values = tuple(float(p) for p in probs)
+        if len(values) != count:
+            raise SampleError(f"level_probs has {len(values)} values but levels.words has {count}")
+        total = sum(values)
+        if any(v < 0 for v in values) or abs(total - 1.0) > 1e-3:
+            raise SampleError(f"level_probs must be a distribution (>= 0, sum 1), got {values}")
+        return tuple(v / total for v in values)
+
+    return read
+
+
+def build_training_items(
+    config: TrainConfig, tokenizer: Any, *, progress: bool = False
+) -> tuple[list[TrainItem], tuple[int, ...]]:
+    """Read, encode and mix the training files.
+
+    Args:
+        config: the run configuration (``data``, ``levels``).
+        tokenizer: the tokenizer.
+        progress: show encoding progress.
+
+    Returns:
+        ``(items, level_ids)``.
+
+    Raises:
+        EmptyDatasetError: a file or the mixed list is empty.
+        MissingImageError, SampleError, LevelTokenError: see :func:`encode_samples`.
+    """
+    from artquant_data import read_training_json
+
+    prefix_ids, level_ids = level_token_ids(tokenizer, config.levels)
+    reader = _level_probs_reader(config)
+    per_source: list[list[TrainItem]] = []
+    for source in config.data.train:
+        path = Path(source.path)
+        samples = read_training_json(path)
+        root = Path(config.data.image_root) if config.data.image_root else path.parent
+        per_source.append(
+            encode_samples(
+                samples,
+                tokenizer=tokenizer,
+                template=config.data.template,
+                score_levels=(prefix_ids, level_ids),
+                level_prefix=config.levels.prefix,
+                level_probs_for=reader,
+                image_root=root,
+                max_length=config.data.max_length,
+                source=str(path),
+                progress=progress,
+            )
+        )
+    items = mix_sources(per_source, [s.weight for s in config.data.train], config.run.seed)
+    if not items:
+        raise EmptyDatasetError("the mixed training list is empty (check data.train weights)")
+    return items, level_ids
+
+
+class _Run:
+    """State of one training run (kept out of :func:`train` to keep each piece short)."""
+
+    def __init__(self, config: TrainConfig, on_step_end: Callable[[StepInfo], None] | None) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import (
+            DistributedDataParallelKwargs,
+            DistributedType,
+            InitProcessGroupKwargs,
+            set_seed,
+        )
+
+        from artquant_model import MPLUGOwl2ImageProcessor, load_image, load_model, load_tokenizer
+
+        self.config = config
+        self.on_step_end = on_step_end
+        mixed, self.weight_dtype = _precision(config)
+        self.accelerator = Accelerator(
+            mixed_precision=mixed,
+            gradient_accumulation_steps=config.run.grad_accum,
+            kwargs_handlers=[
+                DistributedDataParallelKwargs(
+                    find_unused_parameters=config.distributed.find_unused_parameters
+                ),
+                InitProcessGroupKwargs(timeout=timedelta(seconds=config.distributed.timeout_s)),
+            ],
+        )
+        acc = self.accelerator
+        self.rank, self.world = acc.process_index, acc.num_processes
+        self.sharded = acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+        self.output_dir = Path(config.run.output_dir)
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            clean_stale_temporaries(self.output_dir)
+            config.save(self.output_dir / "train_config.yaml")
+        acc.wait_for_everyone()
+        set_seed(config.run.seed)
+
+        tokenizer_path = config.model.tokenizer or config.model.base
+        self.tokenizer = load_tokenizer(tokenizer_path)
+        if self.tokenizer.pad_token_id is None:
+            raise TrainError(f"the tokenizer at {tokenizer_path} has no pad token")
+        self.image_processor = MPLUGOwl2ImageProcessor.from_pretrained(_image_processor_dir(config))
+        self.load_image = load_image
+        self.items, self.level_ids = build_training_items(
+            config, self.tokenizer, progress=acc.is_main_process
+        )
+        self.lengths = [len(item) for item in self.items]
+        self.dataset = TrainingDataset(
+            self.items, self.image_processor, load_image, len(config.levels.words)
+        )
+        self.val_items: list[ValItem] = []
+        if config.data.val:
+            root = Path(config.data.image_root) if config.data.image_root else None
+            self.val_items = read_validation_items(config.data.val, root)
+            if config.validation.max_samples:
+                self.val_items = self.val_items[: config.validation.max_samples]
+
+        global_batch = config.run.batch_size * self.world
+        first = global_micro_batches(
+            self.lengths,
+            global_batch=global_batch,
+            seed=config.run.seed,
+            epoch=0,
+            group_by_length=config.data.group_by_length,
+            min_rows=self.world,
+        )
+        self.steps_per_epoch = len(first) // config.run.grad_accum
+        if self.steps_per_epoch == 0:
+            raise EmptyDatasetError(
+                f"{len(self.items)} training samples make {len(first)} micro-batches of "
+                f"{global_batch}, fewer than grad_accum={config.run.grad_accum}: one step "
+                "needs more data (or a smaller batch)"
+            )
+        self.total_steps = config.run.max_steps or math.ceil(
+            config.run.epochs * self.steps_per_epoch
+        )
+        self.warmup_steps = math.ceil(config.optim.warmup_ratio * self.total_steps)
+
+        model = load_model(
+            config.model.base,
+            dtype=self.weight_dtype,
+            attn_implementation=config.model.attn_implementation,
+        )
+        self.prepared = prepare_for_training(model, config)
+        self.trainable_names = [n for n, p in self.prepared.named_parameters() if p.requires_grad]
+        params = [p for p in self.prepared.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            params,
+            lr=config.optim.lr,
+            betas=config.optim.betas,
+            eps=config.optim.eps,
+            weight_decay=config.optim.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: lr_multiplier(
+                step, self.total_steps, self.warmup_steps, config.optim.scheduler
+            ),
+        )
+        if acc.distributed_type == DistributedType.DEEPSPEED:
+            plugin = acc.state.deepspeed_plugin
+            ds_config = plugin.deepspeed_config  # type: ignore[union-attr]
+            ds_config["train_micro_batch_size_per_gpu"] = config.run.batch_size
+            ds_config["gradient_accumulation_steps"] = config.run.grad_accum
+            ds_config["train_batch_size"] = global_batch * config.run.grad_accum
+            ds_config["gradient_clipping"] = config.optim.max_grad_norm or 0.0
+        self.wrapped, self.optimizer = acc.prepare(TrainingForward(self.prepared), self.optimizer)
+        self.device = acc.device
+        self.state = TrainerState(0, 0, 0, 0, world_size=self.world)
+        self.validations: list[dict[str, float]] = []
+        self.writer: Any = None
+        self.weights = LossWeights(
+            config.loss.weight_description, config.loss.weight_next_token, config.loss.weight_kl
+        )
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        acc = self.accelerator
+        target = self.output_dir / checkpoint_name(self.state.global_step)
+        rng_states = _gather_objects(acc, capture_rng_state())
+        if self.sharded:
+            tmp = self.output_dir / f".tmp-{target.name}-sharded"
+            acc.save_state(str(tmp))
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                with atomic_directory(target) as fresh:
+                    for child in tmp.iterdir():
+                        child.rename(fresh / child.name)
+                    tmp.rmdir()
+                    self._write_state_files(fresh, rng_states, include_weights=False)
+        elif acc.is_main_process:
+            with atomic_directory(target) as fresh:
+                save_trainable(core_model(self.prepared), fresh / TRAINABLE_FILE)
+                torch.save(self.optimizer.state_dict(), fresh / OPTIMIZER_FILE)
+                self._write_state_files(fresh, rng_states, include_weights=True)
+            prune_checkpoints(self.output_dir, self.config.checkpoint.keep_last)
+        acc.wait_for_everyone()
+        logger.info("saved checkpoint %s", target)
+        return target
+
+    def _write_state_files(
+        self, folder: Path, rng_states: list[Any], *, include_weights: bool
+    ) -> None:
+        torch.save(self.scheduler.state_dict(), folder / SCHEDULER_FILE)
+        for rank, state in enumerate(rng_states):
+            torch.save(state, folder / f"rng_state_{rank}.pt")
+        (folder / STATE_FILE).write_text(self.state.to_json(), encoding="utf-8")
+        self.config.save(folder / "train_config.yaml")
+        del include_weights
+
+    def resume(self) -> None:
+        checkpoint = latest_checkpoint(self.output_dir)
+        if checkpoint is None:
+            logger.warning("resume: no complete checkpoint in %s, starting fresh", self.output_dir)
+            return
+        state = read_trainer_state(checkpoint)
+        if self.sharded:
+            self.accelerator.load_state(str(checkpoint))
+        else:
+            load_trainable(core_model(self.prepared), checkpoint / TRAINABLE_FILE)
+            self.optimizer.load_state_dict(load_torch_state(checkpoint / OPTIMIZER_FILE))
+        self.scheduler.load_state_dict(load_torch_state(checkpoint / SCHEDULER_FILE))
+        rng_file = checkpoint / f"rng_state_{self.rank}.pt"
+        if state.world_size == self.world and rng_file.is_file():
+            restore_rng_state(load_torch_state(rng_file))
+        else:
+            logger.warning(
+                "resume: checkpoint written by %d processes, running %d: RNG states not restored",
+                state.world_size,
+                self.world,
+            )
+        self.state = TrainerState(**{**state.__dict__, "world_size": self.world})
+        logger.info("resumed from %s at step %d", checkpoint, state.global_step)
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        return global_micro_batches(
+            self.lengths,
+            global_batch=self.config.run.batch_size * self.world,
+            seed=self.config.run.seed,
+            epoch=epoch,
+            group_by_length=self.config.data.group_by_length,
+            min_rows=self.world,
+        )
+
+    def loader(self, local_batches: list[list[int]]) -> DataLoader[Any]:
+        pad = int(self.tokenizer.pad_token_id)
+        return DataLoader(
+            self.dataset,
+            batch_sampler=local_batches,
+            collate_fn=lambda rows: collate_rows(rows, pad),
+            num_workers=self.config.data.num_workers,
+        )
+
+    def train_step(
+        self, micro_batches: list[dict[str, torch.Tensor]]
+    ) -> tuple[float, dict[str, float], float | None]:
+        acc, config = self.accelerator, self.config
+        kl_mode = config.loss.kl
+        local_counts = sum(
+            (count_answer_tokens(b["labels"], b["level_rank"], kl=kl_mode) for b in micro_batches),
+            torch.zeros(3, dtype=torch.float64),
+        )
+        totals = acc.reduce(local_counts.to(self.device), reduction="sum")
+        level_ids = torch.tensor(self.level_ids, device=self.device)
+        logged = torch.zeros(3, dtype=torch.float64, device=self.device)
+        self.wrapped.train()
+        for batch in micro_batches:
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            with acc.accumulate(self.wrapped), acc.autocast():
+                logits, spliced = self.wrapped(
+                    batch["input_ids"],
+                    batch["attention_mask"],
+                    batch["labels"],
+                    batch["images"].to(self.weight_dtype),
+                )
+                positions = level_positions_from_rank(spliced, batch["level_rank"])
+                sums = loss_sums(
+                    logits, spliced, positions, batch["level_probs"], level_ids, kl=kl_mode
+                )
+                # DDP averages gradients over processes; the totals already span all of them.
+                loss = combine_losses(sums, self.weights, totals) * self.world
+                acc.backward(loss * config.run.grad_accum)
+            logged += sums.detached_sums().to(self.device)
+        logged = acc.reduce(logged, reduction="sum")
+        terms = loss_terms(logged.cpu(), totals.cpu())
+        w = self.weights
+        loss_value = w.description * _zero_nan(terms["ce_description"]) + w.next_token * (
+            _zero_nan(terms["ce_score"]) + w.kl * _zero_nan(terms["kl"])
+        )
+        if not math.isfinite(loss_value):
+            raise NonFiniteLossError(
+                f"loss is {loss_value} at step {self.state.global_step + 1} (terms {terms}); "
+                f"training stopped before the update. The last good checkpoint in "
+                f"{self.output_dir} is kept; lower optim.lr or check the data."
+            )
+        grad_norm = None
+        if config.optim.max_grad_norm is not None:
+            norm = acc.clip_grad_norm_(self.wrapped.parameters(), config.optim.max_grad_norm)
+            grad_norm = None if norm is None else float(norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss_value, terms, grad_norm
+
+    # -- validation ----------------------------------------------------------------------
+
+    def validate(self) -> dict[str, float] | None:
+        if not self.val_items:
+            return None
+        from artquant_model import tokenizer_image_token
+
+        config, acc = self.config, self.accelerator
+        prompt = config.validation.prompt or default_validation_prompt(config.levels.prefix)
+        prompt_ids = tokenizer_image_token(prompt, self.tokenizer)
+        shard = self.val_items[self.rank :: self.world]
+        core = core_model(self.prepared)
+        was_training = core.training
+        core.eval()
+        scores = score_items(
+            core,
+            shard,
+            prompt_ids=prompt_ids,
+            level_ids=self.level_ids,
+            values=config.levels.values,
+            image_processor=self.image_processor,
+            load_image=self.load_image,
+            device=self.device,
+            batch_size=config.validation.batch_size,
+            autocast=acc.autocast,
+        )
+        core.train(was_training)
+        gathered = _gather_objects(acc, scores.tolist())
+        pred = [0.0] * len(self.val_items)
+        for rank, values in enumerate(gathered):
+            for offset, value in enumerate(values):
+                pred[rank + offset * self.world] = value
+        target = [item.score for item in self.val_items]
+        import numpy as np
+
+        metrics = metrics_of(np.asarray(pred), np.asarray(target))
+        record = {"step": float(self.state.global_step), **metrics}
+        self.validations.append(record)
+        if acc.is_main_process:
+            logger.info("validation %s", json.dumps(record))
+            self._log_scalars({f"val/{k}": v for k, v in metrics.items()})
+            with (self.output_dir / "validation.jsonl").open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+        self._maybe_update_best(metrics)
+        return metrics
+
+    def _maybe_update_best(self, metrics: dict[str, float]) -> None:
+        name = self.config.validation.metric
+        value = metrics[name]
+        if not math.isfinite(value):
+            return
+        best = self.state.best_metric
+        better = best is None or (value < best if name == "mae" else value > best)
+        if not better:
+            return
+        self.state = TrainerState(
+            **{**self.state.__dict__, "best_metric": value, "best_step": self.state.global_step}
+        )
+        self.export(self.output_dir / "best")
+
+    def export(self, folder: Path) -> None:
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            write_release(
+                self.prepared,
+                folder,
+                tokenizer=self.tokenizer,
+                image_processor=self.image_processor,
+                config=self.config,
+                dtype=None if self.weight_dtype == torch.float32 else self.weight_dtype,
+            )
+        acc.wait_for_everyone()
+
+    # -- logging -------------------------------------------------------------------------
+
+    def open_writer(self) -> None:
+        mode = self.config.logging.tensorboard
+        if mode == "off" or not self.accelerator.is_main_process:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            if mode == "on":
+                raise TrainError(
+                    "logging.tensorboard=on needs TensorBoard: "
+                    "pip install 'artquant-train[tensorboard]'"
+                ) from exc
+            logger.info("TensorBoard not installed; logging to metrics.jsonl only")
+            return
+        self.writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
+
+    def _log_scalars(self, values: dict[str, float]) -> None:
+        if self.writer is None:
+            return
+        for key, value in values.items():
+            if math.isfinite(value):
+                self.writer.add_scalar(key, value, self.state.global_step)
+
+
+def _zero_nan(value: float) -> float:
+    return 0.0 if math.isnan(value) else value
+
+
+def _gather_objects(accelerator: Any, obj: Any) -> list[Any]:
+    if accelerator.num_processes == 1:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * accelerator.num_processes
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def train(
+    config: TrainConfig, *, on_step_end: Callable[[StepInfo], None] | None = None
+) -> TrainResult:
+    """Run the ArtQuant training recipe described by ``config``.
+
+    Run it in one process (``artquant-train ...``) or several (``accelerate launch`` /
+    ``torchrun``); each process calls ``train`` with the same configuration.
+
+    Args:
+        config: the resolved configuration (see :func:`artquant_train.load_config`).
+        on_step_end: called on every process after every optimizer step with a
+            :class:`StepInfo` (progress hooks, tests).
+
+    Returns:
+        The :class:`TrainResult`.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN/inf (the last good checkpoint stays).
+        MissingImageError, EmptyDatasetError, SampleError, LevelTokenError: bad data.
+
+    Example:
+        >>> result = train(load_config("train.yaml"))  # doctest: +SKIP
+        >>> result.final_dir
+        PosixPath('runs/artquant/final')
+    """
+    run = _Run(config, on_step_end)
+    acc = run.accelerator
+    if acc.is_main_process:
+        logger.info(
+            "training: %d samples, %d processes, %d steps (%d per epoch), global batch %d",
+            len(run.items),
+            run.world,
+            run.total_steps,
+            run.steps_per_epoch,
+            config.run.batch_size * run.world * config.run.grad_accum,
+        )
+    if config.run.resume:
+        run.resume()
+    run.open_writer()
+    progress = None
+    if config.logging.progress_bar and acc.is_main_process:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(
+            total=run.total_steps,
+            initial=run.state.global_step,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+        )
+    metrics_file = run.output_dir / "metrics.jsonl"
+    last_loss: float | None = None
+    last_saved = run.state.global_step
+    last_validated = -1
+    started = time.perf_counter()
+    samples_at_start = run.state.samples_seen
+    try:
+        while run.state.global_step < run.total_steps:
+            state = run.state
+            batches = run.epoch_batches(state.epoch)
+            usable = (len(batches) // config.run.grad_accum) * config.run.grad_accum
+            if state.micro_batches_done >= usable:
+                run.state = TrainerState(
+                    **{**state.__dict__, "epoch": state.epoch + 1, "micro_batches_done": 0}
+                )
+                continue
+            remaining = batches[state.micro_batches_done : usable]
+            local = [rank_slice(b, run.rank, run.world) for b in remaining]
+            iterator = iter(run.loader(local))
+            position = 0
+            while position < len(remaining) and run.state.global_step < run.total_steps:
+                group = [next(iterator) for _ in range(config.run.grad_accum)]
+                rows = sum(len(b) for b in remaining[position : position + config.run.grad_accum])
+                position += config.run.grad_accum
+                lr = float(run.scheduler.get_last_lr()[0])
+                loss, terms, grad_norm = run.train_step(group)
+                last_loss = loss
+                s = run.state
+                run.state = TrainerState(
+                    **{
+                        **s.__dict__,
+                        "global_step": s.global_step + 1,
+                        "micro_batches_done": s.micro_batches_done + config.run.grad_accum,
+                        "samples_seen": s.samples_seen + rows,
+                    }
+                )
+                step = run.state.global_step
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                rate = (run.state.samples_seen - samples_at_start) / elapsed
+                if progress is not None:
+                    progress.update(1)
+                    progress.set_postfix(
+                        loss=f"{loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}"
+                    )
+                if acc.is_main_process and (step % config.logging.every == 0 or step == 1):
+                    record = {
+                        "step": step,
+                        "epoch": s.epoch,
+                        "loss": loss,
+                        "lr": lr,
+                        "grad_norm": grad_norm,
+                        "samples_per_s": rate,
+                        **terms,
+                    }
+                    logger.info("step %s", json.dumps(record))
+                    with metrics_file.open("a", encoding="utf-8") as handle:
+                        handle.write(json.dumps(record) + "\n")
+                    run._log_scalars(
+                        {
+                            "train/loss": loss,
+                            "train/lr": lr,
+                            "train/samples_per_s": rate,
+                            **{f"train/{k}": v for k, v in terms.items()},
+                        }
+                    )
+                if run.on_step_end is not None:
+                    run.on_step_end(
+                        StepInfo(
+                            step,
+                            s.epoch,
+                            loss,
+                            terms,
+                            lr,
+                            grad_norm,
+                            run.rank,
+                            run.world,
+                            run.prepared,
+                        )
+                    )
+                every_val = config.validation.every
+                if run.val_items and every_val and step % every_val == 0:
+                    run.validate()
+                    last_validated = step
+                every = config.checkpoint.every
+                if every and step % every == 0 and step < run.total_steps:
+                    run.save_checkpoint()
+                    last_saved = step
+    finally:
+        if progress is not None:
+            progress.close()
+    if run.val_items and last_validated != run.state.global_step:
+        run.validate()
+    if config.checkpoint.every and last_saved != run.state.global_step:
+        run.save_checkpoint()
+    final_dir = None
+    if config.checkpoint.save_final:
+        final_dir = run.output_dir / "final"
+        run.export(final_dir)
+    best_dir = run.output_dir / "best" if run.state.best_metric is not None else None
+    if config.checkpoint.merge_lora and config.lora.enabled and acc.is_main_process:
+        for folder in (final_dir, best_dir):
+            if folder is not None:
+                merge_release(
+                    folder,
+                    base=config.model.base,
+                    tokenizer=run.tokenizer,
+                    image_processor=run.image_processor,
+                    config=config,
+                )
+    acc.wait_for_everyone()
+    if run.writer is not None:
+        run.writer.close()
+    acc.end_training()
+    return TrainResult(
+        output_dir=run.output_dir,
+        final_dir=final_dir,
+        best_dir=best_dir,
+        global_step=run.state.global_step,
+        best_metric=run.state.best_metric,
+        validations=list(run.validations),
+        last_loss=last_loss,
+    )
+
+
+__all__ = ["StepInfo", "TrainResult", "build_training_items", "lr_multiplier", "train"]

@@ -1,0 +1,189 @@
+"""Configuration: defaults = the recipe, precedence file < environment < command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from artquant_train import ConfigError, TrainConfig, load_config
+from artquant_train.cli import parse_overrides, resolve_config
+from artquant_train.config import environment_overrides, parse_data_sources, parse_value
+
+MINIMAL = {"model": {"base": "base"}, "data": {"train": [{"path": "score.json"}]}}
+
+
+def test_defaults_are_the_paper_recipe() -> None:
+    cfg = TrainConfig.model_validate(MINIMAL)
+    assert cfg.lora.targets == ("q_proj", "v_proj.multiway.1")
+    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout) == (128, 256, 0.05)
+    assert cfg.freeze.train_vision_model
+    assert cfg.freeze.train_abstractor
+    assert not cfg.freeze.train_llm
+    assert (cfg.loss.weight_description, cfg.loss.weight_next_token, cfg.loss.weight_kl) == (
+        1.0,
+        0.05,
+        1.0,
+    )
+    assert cfg.loss.kl == "open"
+    assert (cfg.optim.lr, cfg.optim.warmup_ratio, cfg.optim.scheduler) == (2e-5, 0.03, "cosine")
+    assert (cfg.run.batch_size, cfg.run.grad_accum, cfg.run.epochs) == (4, 4, 3.0)
+    assert cfg.levels.values == (10.0, 7.5, 5.0, 3.5, 1.0)
+    assert cfg.data.template.name == "vicuna_v1"
+    assert cfg.data.template.image_first
+    assert cfg.data.template.system.startswith("A chat between a curious user")
+
+
+def test_unknown_keys_and_bad_values_fail_with_their_names() -> None:
+    with pytest.raises(ConfigError, match=r"optim\.lrr"):
+        load_config(overrides={**MINIMAL, "optim.lrr": 1.0}, environ={})
+    with pytest.raises(ConfigError, match=r"loss\.kl"):
+        load_config(overrides={**MINIMAL, "loss.kl": "sideways"}, environ={})
+    with pytest.raises(ConfigError, match=r"data\.train"):
+        load_config(overrides={"model.base": "b", "data.train": []}, environ={})
+    with pytest.raises(ConfigError, match="same length"):
+        load_config(overrides={**MINIMAL, "levels.values": [1.0, 2.0]}, environ={})
+
+
+def test_configs_are_frozen() -> None:
+    cfg = TrainConfig.model_validate(MINIMAL)
+    with pytest.raises(ValueError, match="frozen"):
+        cfg.optim.lr = 1.0  # type: ignore[misc]
+
+
+def test_precedence_file_then_environment_then_command_line(tmp_path: Path) -> None:
+    file = tmp_path / "train.yaml"
+    file.write_text(
+        "model: {base: from_file}\n"
+        "data: {train: [{path: a.json}]}\n"
+        "optim: {lr: 0.1, warmup_ratio: 0.2}\n"
+        "lora: {r: 8}\n",
+        encoding="utf-8",
+    )
+    env = {"ARTQUANT_TRAIN_OPTIM__LR": "0.01", "ARTQUANT_TRAIN_LORA__R": "16", "OTHER": "x"}
+    cfg = load_config(file, overrides={"lora.r": 32}, environ=env)
+    assert cfg.optim.lr == 0.01  # environment beats the file
+    assert cfg.optim.warmup_ratio == 0.2  # file beats the default
+    assert cfg.lora.r == 32  # command line beats the environment
+    assert cfg.model.base == "from_file"
+
+
+def test_json_files_and_environment_lists(tmp_path: Path) -> None:
+    file = tmp_path / "train.json"
+    file.write_text(json.dumps(MINIMAL), encoding="utf-8")
+    env = {"ARTQUANT_TRAIN_LORA__TARGETS": "[q_proj, o_proj]"}
+    cfg = load_config(file, environ=env)
+    assert cfg.lora.targets == ("q_proj", "o_proj")
+
+
+def test_bad_sources_raise_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml", environ={})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad, environ={})
+    with pytest.raises(ConfigError, match="SECTION"):
+        environment_overrides({"ARTQUANT_TRAIN_LR": "1"})
+
+
+def test_parse_value_reads_scientific_notation_and_yaml() -> None:
+    assert parse_value("1e-4") == 1e-4
+    assert parse_value("true") is True
+    assert parse_value("[a, b]") == ["a", "b"]
+    assert parse_value("runs/x") == "runs/x"
+
+
+def test_train_data_weights_inline_or_separate() -> None:
+    assert parse_data_sources(["score.json:1", "desc.json:0.5"]) == [
+        {"path": "score.json", "weight": 1.0},
+        {"path": "desc.json", "weight": 0.5},
+    ]
+    assert parse_data_sources(["a.json", "b.json"], [2, 0.25])[1] == {
+        "path": "b.json",
+        "weight": 0.25,
+    }
+    assert parse_data_sources(["C:/data/a.json"])[0]["path"] == "C:/data/a.json"
+    with pytest.raises(ConfigError, match="3 --train-data"):
+        parse_data_sources(["a", "b", "c"], [1.0])
+    with pytest.raises(ConfigError, match="must be > 0"):
+        parse_data_sources(["a.json:0"])
+    with pytest.raises(ConfigError, match="inline weight"):
+        parse_data_sources(["a.json:2"], [1.0])
+
+
+def test_command_line_flags_and_dotted_overrides(tmp_path: Path) -> None:
+    cfg, _ = resolve_config(
+        [
+            "--base",
+            "b",
+            "--tokenizer",
+            "t",
+            "--train-data",
+            "s.json:1",
+            "d.json:0.5",
+            "--image-root",
+            "imgs",
+            "--val-data",
+            "v.json",
+            "--output-dir",
+            str(tmp_path),
+            "--max-steps",
+            "7",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "3",
+            "--grad-accum",
+            "2",
+            "--lr",
+            "1e-3",
+            "--lora-r",
+            "4",
+            "--seed",
+            "5",
+            "--resume",
+            "--loss.kl",
+            "closed",
+            "--freeze.train_llm=true",
+        ]
+    )
+    assert cfg.model.tokenizer == "t"
+    assert [s.weight for s in cfg.data.train] == [1.0, 0.5]
+    assert (cfg.data.image_root, cfg.data.val) == ("imgs", "v.json")
+    assert (cfg.run.max_steps, cfg.run.epochs, cfg.run.batch_size, cfg.run.grad_accum) == (
+        7,
+        2,
+        3,
+        2,
+    )
+    assert (cfg.optim.lr, cfg.lora.r, cfg.run.seed, cfg.run.resume) == (1e-3, 4, 5, True)
+    assert cfg.loss.kl == "closed"
+    assert cfg.freeze.train_llm
+
+
+def test_bad_command_lines_exit_with_status_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from artquant_train.cli import main
+
+    assert main(["--base", "b", "--train-data", "s.json", "--bogus", "1"]) == 2
+    assert "unrecognised argument '--bogus'" in capsys.readouterr().err
+    assert main(["--base", "b"]) == 2
+    assert "data" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="needs a value"):
+        parse_overrides(["--optim.lr"])
+
+
+def test_print_config_prints_resolved_yaml(capsys: pytest.CaptureFixture[str]) -> None:
+    from artquant_train.cli import main
+
+    assert main(["--base", "b", "--train-data", "s.json", "--lr", "0.5", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "lr: 0.5" in out
+    assert "v_proj.multiway.1" in out
+
+
+def test_yaml_round_trip(tmp_path: Path) -> None:
+    cfg = load_config(overrides={**MINIMAL, "lora.r": 7}, environ={})
+    path = cfg.save(tmp_path / "c.yaml")
+    assert load_config(path, environ={}) == cfg
