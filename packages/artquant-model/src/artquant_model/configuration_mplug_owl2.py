@@ -181,6 +181,12 @@ class MPLUGOwl2Config(LlamaConfig):
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
+        kv_heads = int(self.num_key_value_heads or self.num_attention_heads)
+        if kv_heads <= 0 or self.num_attention_heads % kv_heads != 0:
+            raise ValueError(
+                f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
+                f"num_key_value_heads ({self.num_key_value_heads})"
+            )
         raw = self.visual_config if self.visual_config is not None else {}
         if not isinstance(raw, dict):
             raise TypeError(f"visual_config must be a dict, got {type(raw).__name__}")
@@ -193,16 +199,6 @@ class MPLUGOwl2Config(LlamaConfig):
             "visual_model": vision.model_dump(),
             "visual_abstractor": abstractor.model_dump(),
         }
-
-    def validate_architecture(self) -> None:
-        """Check the LLaMA shape constraints (part of the strict-dataclass validation)."""
-        super().validate_architecture()
-        kv_heads = int(self.num_key_value_heads or self.num_attention_heads)
-        if self.num_attention_heads % kv_heads != 0:
-            raise ValueError(
-                f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
-                f"num_key_value_heads ({self.num_key_value_heads})"
-            )
 
     @property
     def vision_config(self) -> MPLUGOwl2VisionConfig:

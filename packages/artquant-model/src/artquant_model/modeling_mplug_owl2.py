@@ -431,17 +431,21 @@ class MPLUGOwl2RotaryEmbedding(nn.Module):
         self.original_max_seq_len = config.max_position_embeddings
         rope_parameters = config.rope_parameters or {}
         self.rope_type: str = str(rope_parameters.get("rope_type") or "default")
-        if self.rope_type == "default":
-            inv_freq, self.attention_scaling = self.compute_default_rope_parameters(config)
-        elif self.rope_type in ROPE_INIT_FUNCTIONS:
-            inv_freq, self.attention_scaling = ROPE_INIT_FUNCTIONS[self.rope_type](config)
-        else:
+        if self.rope_type != "default" and self.rope_type not in ROPE_INIT_FUNCTIONS:
             raise ValueError(
                 f"unsupported rope type {self.rope_type!r}; known: "
                 f"{sorted({'default', *ROPE_INIT_FUNCTIONS})}"
             )
+        inv_freq, self.attention_scaling = self.compute_inverse_frequencies()
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.register_buffer("original_inv_freq", inv_freq.clone(), persistent=False)
+
+    def compute_inverse_frequencies(self) -> tuple[torch.Tensor, float]:
+        """The inverse frequencies (on CPU) and attention scaling of the configured rope type."""
+        with torch.device("cpu"):
+            if self.rope_type == "default":
+                return self.compute_default_rope_parameters(self.config)
+            return ROPE_INIT_FUNCTIONS[self.rope_type](self.config, torch.device("cpu"))
 
     @staticmethod
     def compute_default_rope_parameters(
@@ -661,11 +665,7 @@ class MPLUGOwl2PreTrainedModel(PreTrainedModel):
         elif isinstance(module, MPLUGOwl2RMSNorm):
             init.ones_(module.weight)
         elif isinstance(module, MPLUGOwl2RotaryEmbedding):
-            inv_freq, _ = (
-                module.compute_default_rope_parameters(module.config)
-                if module.rope_type == "default"
-                else ROPE_INIT_FUNCTIONS[module.rope_type](module.config)
-            )
+            inv_freq, _ = module.compute_inverse_frequencies()
             init.copy_(module.inv_freq, inv_freq)
             init.copy_(module.original_inv_freq, inv_freq)
         else:
@@ -935,7 +935,7 @@ class MPLUGOwl2ForCausalLM(MPLUGOwl2PreTrainedModel, GenerationMixin):
         True
     """
 
-    _tied_weights_keys: Any = None
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}  # noqa: RUF012
 
     def __init__(self, config: MPLUGOwl2Config) -> None:
         super().__init__(config)
