@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from artquant_eval import evaluate, join_by_id, read_records
+from artquant_eval import DataFileError, evaluate, join_by_id, read_records
 from artquant_eval.cli import main
 
 CATEGORY = "Artistic Categories"
@@ -113,3 +113,14 @@ def test_cli_on_the_real_split(apddv2_test_csv: Path, tmp_path: Path, capsys) ->
     )  # fmt: skip
     expected = stats.spearmanr(joined.pred, joined.target).statistic
     assert re.search(rf"^SRCC +{expected:.4f}$", capsys.readouterr().out, re.MULTILINE)
+
+
+def test_main_csv_needs_its_gb18030_encoding(apddv2_test_csv: Path) -> None:
+    main_csv = apddv2_test_csv.parent / "APDDv2-10023.csv"
+    if not main_csv.is_file():
+        pytest.skip(f"{main_csv} is absent")
+    with pytest.raises(DataFileError, match="cannot read it as utf-8-sig text"):
+        read_records(main_csv)
+    rows = read_records(main_csv, encoding="gb18030")
+    assert len(rows) == 10023
+    assert {"filename", "Total aesthetic score", "Language Comment"} <= set(rows[0])

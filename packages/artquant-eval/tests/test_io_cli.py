@@ -90,6 +90,20 @@ def test_read_records_errors(tmp_path: Path, name: str, content: str, message: s
         read_records(path)
 
 
+def test_read_records_keeps_line_breaks_inside_quoted_cells(tmp_path: Path) -> None:
+    path = tmp_path / "comments.csv"
+    path.write_text('image,score,comment\na.png,3,"dark,\nmoody"\nb.png,4,fine\n', encoding="utf-8")
+    rows = read_records(path)
+    assert [r["image"] for r in rows] == ["a.png", "b.png"]
+    assert rows[0]["comment"] == "dark,\nmoody"
+
+
+def test_read_records_tsv_and_format_override(tmp_path: Path) -> None:
+    path = tmp_path / "scores.txt"
+    path.write_text("image\tscore\na.png\t3.5\n", encoding="utf-8")
+    assert read_records(path, file_format="tsv") == [{"image": "a.png", "score": "3.5"}]
+
+
 def test_read_records_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DataFileError, match="no such file"):
         read_records(tmp_path / "nope.csv")

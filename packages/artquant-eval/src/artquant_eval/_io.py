@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -55,7 +56,10 @@ def read_records(
     except (OSError, UnicodeDecodeError) as exc:
         raise DataFileError(f"{path}: cannot read it as {encoding} text: {exc}") from exc
     if kind in ("csv", "tsv"):
-        reader = csv.DictReader(text.splitlines(), delimiter="," if kind == "csv" else "\t")
+        # StringIO(newline="") keeps line breaks inside quoted cells (free-text comments).
+        reader = csv.DictReader(
+            io.StringIO(text, newline=""), delimiter="," if kind == "csv" else "\t"
+        )
         if reader.fieldnames is None:
             raise DataFileError(f"{path}: the file is empty (no header row)")
         return [dict(row) for row in reader]
