@@ -164,3 +164,18 @@ def test_scatter_plot_draws_points_curve_and_metrics(tmp_path: Path) -> None:
     np.testing.assert_allclose(line.get_ydata(), report.logistic(line.get_xdata()))
     assert f"SRCC={report.srcc:.3f}" in ax.get_title()
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_scatter_plot_colours_a_few_groups(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the plot needs the 'plot' extra")
+    pred = np.arange(30.0)
+    target = pred + np.tile([0.0, 1.0, -1.0], 10)
+    groups = np.repeat(["ink", "oil", "sketch"], 10)
+    figure = artquant_eval.scatter_plot(pred, target, groups=groups, fit=None)
+    ax = figure.axes[0]
+    assert [c.get_label() for c in ax.collections] == ["ink", "oil", "sketch"]
+    assert len(ax.lines) == 0  # fit=None and no report: no curve
+    many = artquant_eval.scatter_plot(pred, target, groups=[str(i) for i in range(30)], fit=None)
+    assert len(many.axes[0].collections) == 1
+    with pytest.raises(artquant_eval.MetricInputError, match="one label per pair"):
+        artquant_eval.scatter_plot(pred, target, groups=["a"])

@@ -18,14 +18,18 @@ from artquant_eval._report import EvalReport
 from artquant_eval._validation import (
     ConstantInputError,
     LogisticFitError,
+    MetricInputError,
     TooFewPairsError,
     as_pair,
+    as_vector,
 )
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
+
+_MAX_COLOURED_GROUPS = 10
 
 
 def _figure_class() -> Any:
@@ -49,6 +53,7 @@ def scatter_plot(
     title: str | None = None,
     xlabel: str = "prediction",
     ylabel: str = "target",
+    groups: ArrayLike | None = None,
 ) -> Figure:
     """Draw target against prediction, the fitted logistic curve and the metrics.
 
@@ -65,6 +70,8 @@ def scatter_plot(
         title: First title line; the metrics follow on a second line.
         xlabel: Label of the prediction axis.
         ylabel: Label of the target axis.
+        groups: Optional label per pair; with at most 10 distinct labels each group gets its
+            own colour (more would not be told apart, so they share one).
 
     Returns:
         The matplotlib Figure.
@@ -74,11 +81,27 @@ def scatter_plot(
         MetricInputError: Bad input, as for the metrics.
     """
     figure_class = _figure_class()
-    p, t, _ = as_pair(pred, target, nan_policy="omit", min_pairs=1)
+    p_all, t_all = as_vector(pred, "pred"), as_vector(target, "target")
+    labels = None
+    if groups is not None:
+        labels = np.asarray([str(g) for g in np.asarray(groups, dtype=object).reshape(-1)])
+        if labels.size != p_all.size:
+            raise MetricInputError(
+                f"groups must hold one label per pair ({p_all.size}); got {labels.size}"
+            )
+    p, t, _ = as_pair(p_all, t_all, nan_policy="omit", min_pairs=1)
+    if labels is not None:
+        labels = labels[np.isfinite(p_all) & np.isfinite(t_all)]
     figure = figure_class(figsize=(6.4, 5.6), dpi=120, layout="constrained")
     ax = figure.subplots()
     alpha = float(np.clip(300.0 / max(p.size, 1), 0.15, 0.8))
-    ax.scatter(p, t, s=12, alpha=alpha, color="tab:blue", edgecolors="none", label="pairs")
+    names = sorted(set(labels.tolist())) if labels is not None else []
+    if labels is not None and 1 < len(names) <= _MAX_COLOURED_GROUPS:
+        for name in names:
+            mask = labels == name
+            ax.scatter(p[mask], t[mask], s=12, alpha=alpha, edgecolors="none", label=name)
+    else:
+        ax.scatter(p, t, s=12, alpha=alpha, color="tab:blue", edgecolors="none", label="pairs")
 
     mapping: LogisticFit | None = report.logistic if report is not None else None
     if mapping is None and fit is not None:
@@ -88,11 +111,14 @@ def scatter_plot(
             logger.warning("no fitted curve drawn: %s", exc)
     if mapping is not None:
         grid = np.linspace(p.min(), p.max(), 300)
-        ax.plot(grid, mapping(grid), color="tab:red", linewidth=2, label=f"{mapping.kind} fit")
+        ax.plot(grid, mapping(grid), color="black", linewidth=2, label=f"{mapping.kind} fit")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left")
+    legend = ax.legend(loc="upper left", fontsize=8)
+    for handle in legend.legend_handles:  # faded points stay readable in the legend
+        if handle is not None:
+            handle.set_alpha(1.0)
 
     lines = [title] if title else []
     if report is not None:

@@ -299,12 +299,10 @@ class EvalReport:
             )
         lines.extend(f"undefined {name}: {reason}" for name, reason in self.undefined.items())
         if self.largest_errors:
-            lines.append(
-                "largest errors: "
-                + ", ".join(
-                    f"{e.id} (pred {e.pred:.4g}, target {e.target:.4g})"
-                    for e in self.largest_errors
-                )
+            lines.append("largest errors |pred - target|:")
+            lines.extend(
+                f"  {e.id}  pred {e.pred:.4g}  target {e.target:.4g}  error {e.abs_error:.4g}"
+                for e in self.largest_errors
             )
         if self.groups:
             lines.append("")
@@ -336,8 +334,10 @@ class EvalReport:
             cells = zip(row[1:], widths[1:], strict=True)
             return "  ".join([first, *(f"{cell:>{w}}" for cell, w in cells)])
 
-        note = "('-': undefined, e.g. a constant input or fewer than 3 pairs)"
-        return "\n".join([render(headers), *(render(row) for row in body), note])
+        lines = [render(headers), *(render(row) for row in body)]
+        if any("-" in row[2:] for row in body):
+            lines.append("('-': undefined for that group, e.g. a constant input or < 3 pairs)")
+        return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.to_table()

@@ -197,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 title=f"{args.pred.name} vs {args.target.name}",
                 xlabel=f"prediction ({args.pred_key})",
                 ylabel=f"target ({args.target_key or args.pred_key})",
+                groups=joined.groups,
             )
         except (ImportError, OSError, ValueError) as exc:
             print(f"artquant-eval: error: cannot write the plot: {exc}", file=sys.stderr)
