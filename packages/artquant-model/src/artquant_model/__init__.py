@@ -52,6 +52,7 @@ from artquant_model.processing_mplug_owl2 import (
     load_tokenizer,
     tokenizer_image_token,
 )
+from artquant_model.scoring import score_images, score_pixel_values
 
 __version__ = _version("artquant-model")
 
@@ -88,5 +89,7 @@ __all__ = [
     "load_model",
     "load_tokenizer",
     "open_set_level_probs",
+    "score_images",
+    "score_pixel_values",
     "tokenizer_image_token",
 ]
