@@ -247,8 +247,9 @@ def level_distribution_from_mean_std(
     Follows DeQA-Score's ``gen_soft_label.py``, generalised to any level values: the Gaussian
     ``N(mean, std)`` is evaluated at the level values (``density="pdf"``) or integrated over
     a bin around each value (``"cdf"``; bins end half-way to the neighbours), then corrected by
-    ``alpha * p + beta`` (negatives set to 0) so that it sums to one and its expectation is the
-    mean. Where ``std < min_std`` or the corrected expectation is still off by more than
+    ``alpha * p + beta`` so that it sums to one and its expectation is the mean; negatives are
+    set to 0 and the result renormalised (DeQA leaves it unnormalised), which can leave a small
+    error in the mean. Where ``std < min_std`` or the corrected expectation is still off by more than
     ``max_residual``, the mass is split between the two level values around the mean instead
     (exact mean). DeQA uses 0.2 and 0.1 on a 1–5 scale. The paper did *not* use this for
     APDDv2 (no rater std there); it is for data that has a std.
@@ -269,7 +270,7 @@ def level_distribution_from_mean_std(
 
     Example:
         >>> level_distribution_from_mean_std(3.25, 0.0, (5, 4, 3, 2, 1)).round(2).tolist()
-        [0.0, 0.0, 0.75, 0.25, 0.0]
+        [0.0, 0.25, 0.75, 0.0, 0.0]
     """
     from scipy.stats import norm
 
@@ -302,6 +303,8 @@ def level_distribution_from_mean_std(
         alpha = np.where(centred, 1.0 / total, numer / np.where(centred, 1.0, det))
         beta = (1.0 - alpha * total) / k
         probs = np.maximum(alpha[:, None] * raw + beta[:, None], 0.0)
+        # DeQA stops here; clipping negatives can leave a sum above 1, so renormalise
+        probs = probs / probs.sum(axis=1, keepdims=True)
         residual = np.abs(probs @ vals - means)
     fallback = (stds < min_std) | ~np.isfinite(residual) | (residual > max_residual)
     fallback |= ~np.all(np.isfinite(probs), axis=1)

@@ -32,6 +32,24 @@ TrainingFormat = Literal["artquant", "original"]
 IMAGE_TOKEN = "<|image|>"
 """The image placeholder in a human turn (mPLUG-Owl2's ``DEFAULT_IMAGE_TOKEN``)."""
 
+# Key order of written objects: the notebook's (id, image, gt_score, level_probs,
+# conversations) and DeQA-Score's (id, image, gt_score, gt_score_norm, level_probs_org,
+# level_probs, std, std_norm, conversations) are both subsequences, so files from either tool
+# are written back byte for byte. Keys not listed here follow at the end, in read order.
+_KEY_ORDER = (
+    "id",
+    "image",
+    "task_type",
+    "gt_score",
+    "gt_score_norm",
+    "level_probs_org",
+    "level_probs",
+    "std",
+    "std_norm",
+    "attribute",
+    "source",
+    "conversations",
+)
 _KNOWN_KEYS = (
     "id",
     "image",
@@ -165,7 +183,9 @@ class TrainingSample(BaseModel):
         out["conversations"] = [t.to_json() for t in self.conversations]
         for key, value in self.extra.items():
             out.setdefault(key, value)
-        return out
+        rank = {k: i for i, k in enumerate(_KEY_ORDER)}
+        ordered = sorted(out, key=lambda k: rank.get(k, len(rank)))  # stable for the rest
+        return {k: out[k] for k in ordered}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> TrainingSample:
