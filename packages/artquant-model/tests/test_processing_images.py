@@ -411,6 +411,15 @@ def test_config_errors(tmp_path: Path) -> None:
         MPLUGOwl2ImageProcessor()([])
 
 
+def test_threads_give_the_same_pixels(processor) -> None:
+    images = [_random_image(40 + i, 30, seed=i) for i in range(4)]
+    assert torch.equal(processor(images, num_threads=3), processor(images))
+    with pytest.raises(ValueError, match="num_threads must be at least 1"):
+        processor(images, num_threads=0)
+    with pytest.raises(ImageLoadError, match="not a recognised image format"):
+        processor([images[0], b"garbage"], num_threads=2)
+
+
 def test_normalize_matches_call(processor) -> None:
     image = _random_image(50, 30)
     uint8 = processor.preprocess_uint8(image)

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -447,12 +448,20 @@ class MPLUGOwl2ImageProcessor:
         out = np.stack([_images.apply_table(picture, self._table) for picture in flat])
         return torch.from_numpy(out.reshape(*array.shape[:-3], 3, *array.shape[-3:-1]))
 
-    def __call__(self, images: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    def __call__(
+        self,
+        images: Any,
+        *,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        num_threads: int = 1,
+    ) -> torch.Tensor:
         """Preprocess one image or a sequence of images.
 
         Args:
             images: one image or a list of images; each a path, bytes, numpy array or PIL image.
             max_pixels: decompression-bomb guard passed to `load_image`.
+            num_threads: decode and resize this many images at once (Pillow releases the GIL
+                while decoding and resampling); the output does not depend on it.
 
         Returns:
             A float32 tensor [N, 3, S, S].
@@ -464,13 +473,23 @@ class MPLUGOwl2ImageProcessor:
         batch = list(images) if isinstance(images, list | tuple) else [images]
         if not batch:
             raise ValueError("no images given: pass one image or a non-empty list of images")
+        if num_threads < 1:
+            raise ValueError(f"num_threads must be at least 1, got {num_threads}")
         size = self.image_size
         out = torch.empty((len(batch), 3, size, size), dtype=torch.float32)
         target = out.numpy()
-        for index, image in enumerate(batch):
-            pixels = self.preprocess_uint8(image, max_pixels=max_pixels)
+
+        def fill(index: int) -> None:
+            pixels = self.preprocess_uint8(batch[index], max_pixels=max_pixels)
             for channel in range(3):
                 np.take(self._table[channel], pixels[..., channel], out=target[index, channel])
+
+        if num_threads == 1 or len(batch) == 1:
+            for index in range(len(batch)):
+                fill(index)
+        else:
+            with ThreadPoolExecutor(max_workers=min(num_threads, len(batch))) as pool:
+                list(pool.map(fill, range(len(batch))))  # list() re-raises the first error
         return out
 
 

@@ -167,6 +167,7 @@ def score_images(
     batch_size: int = 8,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     progress: bool = False,
+    num_threads: int = 1,
 ) -> list[LevelScore]:
     """Score images (paths, bytes, arrays or PIL images) with a level spec's prompt and words.
 
@@ -178,6 +179,7 @@ def score_images(
         batch_size: images per forward pass; results do not depend on it (within float noise).
         max_pixels: decompression-bomb guard for decoding.
         progress: show a progress bar over the batches.
+        num_threads: decode and resize this many images of a batch at once.
 
     Returns:
         One `LevelScore` per image, in order.
@@ -202,7 +204,9 @@ def score_images(
     starts = range(0, len(batch), batch_size)
     for start in tqdm(starts, desc="scoring", unit="batch", disable=not progress):
         chunk = batch[start : start + batch_size]
-        pixel_values = processor.image_processor(chunk, max_pixels=max_pixels)
+        pixel_values = processor.image_processor(
+            chunk, max_pixels=max_pixels, num_threads=num_threads
+        )
         scores = score_pixel_values(
             model, prompt_ids, pixel_values, level_ids, level_spec.values, open_set=True
         )
