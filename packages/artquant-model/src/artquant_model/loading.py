@@ -116,12 +116,13 @@ def detect_checkpoint_format(path: str | os.PathLike[str]) -> CheckpointFormat:
 def _torch_load(path: Path) -> dict[str, torch.Tensor]:
     """``torch.load`` restricted to tensors, memory-mapped when the file format allows it."""
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as error:
-        if "mmap" not in str(error):
-            raise CheckpointError(f"cannot read {path}: {error}") from error
-        # Files written with the legacy (pre-zip) serialisation cannot be memory-mapped.
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as error:
+            if "mmap" not in str(error):
+                raise
+            # Files written with the legacy (pre-zip) serialisation cannot be memory-mapped.
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise CheckpointError(
             f"cannot read {path} with torch.load(weights_only=True): {error}"
@@ -486,12 +487,12 @@ def _resolve_base(folder: Path, base: str | os.PathLike[str] | None, adapter: Ma
         return _as_dir(base)
     recorded = adapter.get("base_model_name_or_path")
     if recorded:
-        for candidate in (Path(recorded).expanduser(), folder / recorded):
-            if candidate.is_dir():
-                logger.info(
-                    "LoRA release %s: using base %s from adapter_config.json", folder, candidate
-                )
-                return candidate
+        recorded_path = Path(recorded).expanduser()
+        # A relative path is read against the release folder, never the working directory.
+        candidate = recorded_path if recorded_path.is_absolute() else folder / recorded_path
+        if candidate.is_dir():
+            logger.info("LoRA release %s: base %s from adapter_config.json", folder, candidate)
+            return candidate
     raise CheckpointError(
         f"{folder} is a LoRA release: pass base=<full mPLUG-Owl2 checkpoint folder> "
         f"(adapter_config.json names {recorded!r}, which is not a local folder)"
