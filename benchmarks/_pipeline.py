@@ -1,0 +1,444 @@
+"""Torch-side pieces of the benchmarks: a random-weight model at a named size, the input pipeline
+(decode and preprocess in worker processes, pinned batches) and the fast and plain scoring paths.
+
+The fast path is what the SDK and the ``artquant score`` command run: batched, LM head at the
+read position only (``logits_to_keep=1``), ``inference_mode``. The plain path is the original
+code's loop: one image per forward, logits over the whole vocabulary at every position.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from _bench import ARTQUANT_LEVEL_IDS, ARTQUANT_LEVEL_VALUES, ARTQUANT_PROMPT_IDS
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = [
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "ImageFiles",
+    "build_random_model",
+    "fast_scores",
+    "iterate_batches",
+    "load_image",
+    "make_image_processor",
+    "make_loader",
+    "matmul_peak_tflops",
+    "plain_scores",
+    "prompt_batch",
+    "resolve_dtype",
+    "synchronize",
+]
+
+logger = logging.getLogger(__name__)
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+#: Q-Align's preprocessor_config.json (ArtQuant ships none and uses the same settings).
+QALIGN_PREPROCESSOR_CONFIG: dict[str, Any] = {
+    "crop_size": 448,
+    "do_center_crop": True,
+    "do_convert_rgb": True,
+    "do_normalize": True,
+    "do_rescale": True,
+    "do_resize": True,
+    "feature_extractor_type": "CLIPFeatureExtractor",
+    "image_mean": list(CLIP_MEAN),
+    "image_std": list(CLIP_STD),
+    "resample": 3,
+    "rescale_factor": 1 / 255,
+    "size": 448,
+}
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """Map a dtype name (float32/bfloat16/float16 or fp32/bf16/fp16) to a torch dtype.
+
+    Raises:
+        ValueError: For any other name.
+    """
+    try:
+        return _DTYPES[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; choose one of {sorted(_DTYPES)}") from None
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work so wall-clock timings are honest."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _no_init() -> contextlib.AbstractContextManager[Any]:
+    """transformers' switch that skips weight initialisation (we fill the weights ourselves)."""
+    import importlib
+
+    for module in ("transformers.initialization", "transformers.modeling_utils"):
+        try:
+            switch = getattr(importlib.import_module(module), "no_init_weights", None)
+        except ImportError:
+            continue
+        if switch is not None:
+            return switch()  # type: ignore[no-any-return]
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def build_random_model(
+    config_dict: dict[str, Any],
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    seed: int = 0,
+    attn_implementation: str = "sdpa",
+) -> Any:
+    """An ``MPLUGOwl2ForCausalLM`` with seeded random weights, built directly on ``device``.
+
+    The module tree is created under ``torch.device(device)`` with initialisation skipped and the
+    parameters allocated in ``dtype``, so no host copy of the weights ever exists (the 7B model
+    never touches host memory on a GPU machine) and the buffers the model computes in its
+    ``__init__`` (sin-cos positions, RoPE frequencies) keep their values, which a meta-device
+    build followed by ``to_empty`` would leave uninitialised. Then every parameter is filled in
+    place: matrices N(0, 1 / fan_in) (activations stay O(1) at every width, so the scores
+    depend on the picture), norm weights 1, biases 0, other vectors N(0, 0.02).
+
+    Args:
+        config_dict: A config in the original config.json layout (see ``_bench.SIZES``).
+        device: Where the model lives.
+        dtype: Parameter dtype.
+        seed: Seed of the weights.
+        attn_implementation: "sdpa", "eager" or "flash_attention_2".
+
+    Returns:
+        The model in eval mode.
+    """
+    from artquant_model import MPLUGOwl2Config, MPLUGOwl2ForCausalLM
+
+    config = MPLUGOwl2Config(**json.loads(json.dumps(config_dict)))
+    with torch.device(device), _no_init():
+        model = MPLUGOwl2ForCausalLM._from_config(
+            config, attn_implementation=attn_implementation, dtype=dtype
+        )
+    generator = torch.Generator(device=device).manual_seed(seed)
+    for name, param in model.named_parameters():
+        if param.dim() >= 2:
+            fan_in = param[0].numel()
+            param.normal_(0.0, fan_in**-0.5, generator=generator)
+        elif name.endswith("bias"):
+            param.zero_()
+        elif "norm" in name or "ln" in name.rsplit(".", 2)[-2]:
+            param.fill_(1.0)
+        else:  # learned vectors (cls token, eos token): small random values
+            param.normal_(0.0, 0.02, generator=generator)
+    return model.eval().requires_grad_(False)
+
+
+def make_image_processor(image_size: int = 448) -> Any:
+    """Our ``MPLUGOwl2ImageProcessor`` configured exactly like Q-Align's preprocessor_config.json.
+
+    It is read through ``from_pretrained`` of a folder holding that file, the way the SDK loads
+    it beside a checkpoint.
+    """
+    processor_class = product("MPLUGOwl2ImageProcessor")
+    with tempfile.TemporaryDirectory() as tmp:
+        config = dict(QALIGN_PREPROCESSOR_CONFIG, crop_size=image_size, size=image_size)
+        (Path(tmp) / "preprocessor_config.json").write_text(json.dumps(config))
+        return processor_class.from_pretrained(tmp)
+
+
+class ImageFiles(Dataset[tuple[int, torch.Tensor]]):
+    """Image files decoded (``load_image``) and preprocessed in whichever worker asks.
+
+    Args:
+        paths: The files.
+        processor: An ``MPLUGOwl2ImageProcessor``.
+        dtype: dtype of the returned pixels (cast in the worker, which halves the bytes moved
+            to the device in bf16/fp16).
+    """
+
+    def __init__(self, paths: Sequence[Path], processor: Any, dtype: torch.dtype) -> None:
+        self.paths = list(paths)
+        self.processor = processor
+        self.dtype = dtype
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
+        image = load_image(self.paths[index])
+        pixels = self.processor([image])[0]
+        return index, pixels.to(self.dtype)
+
+
+def product(name: str) -> Any:
+    """A public name of ``artquant_model`` (read from its defining module if not re-exported)."""
+    import importlib
+
+    import artquant_model
+
+    if hasattr(artquant_model, name):
+        return getattr(artquant_model, name)
+    for module in ("processing_mplug_owl2", "scoring", "levels", "loading"):
+        try:
+            found = importlib.import_module(f"artquant_model.{module}")
+        except ImportError:
+            continue
+        if hasattr(found, name):
+            return getattr(found, name)
+    raise ImportError(f"artquant_model has no {name!r}")
+
+
+def load_image(source: Any) -> Any:
+    """``artquant_model.load_image`` (decode, EXIF orientation, first frame, size guard)."""
+    return product("load_image")(source)
+
+
+def _collate(items: list[tuple[int, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    indices = torch.tensor([i for i, _ in items])
+    return indices, torch.stack([p for _, p in items])
+
+
+def make_loader(
+    dataset: ImageFiles, *, batch_size: int, workers: int, pin_memory: bool
+) -> DataLoader[Any]:
+    """Batches of ``(indices, pixels)`` decoded by ``workers`` processes, in file order."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if workers > 0 else None,
+        persistent_workers=False,
+    )
+
+
+def prompt_batch(batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ArtQuant's scoring prompt ids repeated ``batch_size`` times, and its all-ones mask."""
+    ids = torch.tensor([ARTQUANT_PROMPT_IDS] * batch_size, dtype=torch.long, device=device)
+    return ids, torch.ones_like(ids)
+
+
+def _level_tensors(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.tensor(ARTQUANT_LEVEL_IDS, dtype=torch.long, device=device)
+    values = torch.tensor(ARTQUANT_LEVEL_VALUES, dtype=torch.float64, device=device)
+    return ids, values
+
+
+def _scores_from_level_logits(level_logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    probs = torch.softmax(level_logits.to(torch.float64), dim=-1)
+    return probs @ values
+
+
+def fast_scores(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Scores of a batch through the product's scoring function (LM head at one position).
+
+    Uses ``artquant_model.score_pixel_values`` (the function the SDK calls) when it exists, and
+    otherwise the same computation written out: one batched forward with ``logits_to_keep=1``,
+    softmax over the five level logits in float64, dot the level values.
+    """
+    device = pixel_values.device
+    input_ids, mask = prompt_batch(pixel_values.shape[0], device)
+    level_ids, values = _level_tensors(device)
+    scorer = _product_scorer()
+    with torch.inference_mode():
+        if scorer is not None:
+            return _as_score_tensor(scorer(model, input_ids, pixel_values, level_ids, values))
+        out = model(input_ids=input_ids, images=pixel_values, attention_mask=mask, logits_to_keep=1)
+        return _scores_from_level_logits(out.logits[:, -1, level_ids], values)
+
+
+def plain_scores(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Scores one image per forward with full logits at every position (the original's loop)."""
+    device = pixel_values.device
+    level_ids, values = _level_tensors(device)
+    scores = []
+    with torch.inference_mode():
+        for row in range(pixel_values.shape[0]):
+            input_ids, mask = prompt_batch(1, device)
+            out = model(
+                input_ids=input_ids, images=pixel_values[row : row + 1], attention_mask=mask
+            )
+            scores.append(_scores_from_level_logits(out.logits[:, -1, level_ids], values))
+    return torch.cat(scores)
+
+
+def _product_scorer() -> Callable[..., Any] | None:
+    try:
+        return product("score_pixel_values")  # type: ignore[no-any-return]
+    except ImportError:
+        return None
+
+
+def _as_score_tensor(result: Any) -> torch.Tensor:
+    """The score tensor out of whatever ``score_pixel_values`` returns (tensor or a record)."""
+    if isinstance(result, torch.Tensor):
+        return result
+    for name in ("score", "scores"):
+        value = getattr(result, name, None)
+        if value is not None:
+            return torch.as_tensor(value)
+    raise TypeError(f"cannot read scores from {type(result).__name__}")
+
+
+def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, seconds: float = 1.0) -> float:
+    """Measured dense matmul rate of this device in TFLOP/s (a practical peak for utilisation)."""
+    n = 8192 if device.type == "cuda" else 2048
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    torch.matmul(a, b)
+    synchronize(device)
+    runs, start = 0, time.perf_counter()
+    while True:
+        torch.matmul(a, b)
+        runs += 1
+        if runs % 4 == 0:
+            synchronize(device)
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                return 2 * n**3 * runs / elapsed / 1e12
+
+
+def iterate_batches(
+    loader: DataLoader[Any], device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Move each loader batch to ``device`` (non-blocking from pinned memory)."""
+    for indices, pixels in loader:
+        yield indices, pixels.to(device, non_blocking=True)
+
+
+class BenchPipeline:
+    """The reference pipeline: loader workers, pinned batches, non-blocking copies, fast path.
+
+    Args:
+        model: The model (or its compiled wrapper).
+        processor: The image processor the workers run.
+        device: Where the model is.
+        dtype: The model's dtype (pixels are cast to it in the workers).
+        workers: Decoding processes.
+        pad_to_batch: Pad the last batch to full size (static shapes for ``torch.compile``).
+    """
+
+    name = "bench"
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        device: torch.device,
+        dtype: torch.dtype,
+        workers: int,
+        *,
+        pad_to_batch: bool = False,
+    ) -> None:
+        self.model, self.processor, self.device = model, processor, device
+        self.dtype, self.workers, self.pad_to_batch = dtype, workers, pad_to_batch
+
+    def _loader(self, paths: Sequence[Path], batch_size: int) -> DataLoader[Any]:
+        dataset = ImageFiles(paths, self.processor, self.dtype)
+        pin = self.device.type == "cuda"
+        return make_loader(dataset, batch_size=batch_size, workers=self.workers, pin_memory=pin)
+
+    def input_only(self, paths: Sequence[Path], batch_size: int) -> int:
+        """Decode and preprocess every file, no model; returns the count."""
+        return sum(pixels.shape[0] for _, pixels in self._loader(paths, batch_size))
+
+    def model_only(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Score pixels already on the device."""
+        return fast_scores(self.model, pixels)
+
+    def run(
+        self, paths: Sequence[Path], batch_size: int, deadline: float | None
+    ) -> tuple[int, torch.Tensor]:
+        """Score the files end to end; stop after the batch that passes ``deadline``."""
+        scores = torch.full((len(paths),), float("nan"), dtype=torch.float64)
+        done = 0
+        for indices, batch in iterate_batches(self._loader(paths, batch_size), self.device):
+            real = batch.shape[0]
+            if self.pad_to_batch and real < batch_size:
+                pad = batch.new_zeros((batch_size - real, *batch.shape[1:]))
+                batch = torch.cat([batch, pad])
+            scores[indices] = fast_scores(self.model, batch)[:real].to("cpu", torch.float64)
+            done += real
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+        return done, scores
+
+
+class CliPipeline:
+    """What ``artquant score`` runs: the SDK's decode workers and its per-batch scoring.
+
+    An ``artquant_sdk.ArtQuant`` is wrapped around the random model; its prompt and level ids are
+    set to the real tokenizer's ids (``_bench.ARTQUANT_PROMPT_IDS``) so the spliced length is the
+    real 92 tokens without a tokenizer file. Batches come from ``artquant_sdk._decode.
+    decoded_batches`` and are scored by the CLI's ``_score_rows`` (the loop of ``artquant score``
+    without the output file).
+    """
+
+    name = "cli"
+
+    def __init__(self, model: Any, processor: Any, device: torch.device, workers: int) -> None:
+        from artquant_model.testing import tiny_tokenizer
+        from artquant_sdk import ArtQuant
+
+        processor_class = product("MPLUGOwl2Processor")
+        levels = product("ARTQUANT_LEVELS")
+        self.scorer = ArtQuant(model, processor_class(tiny_tokenizer(), processor), levels)
+        self.scorer._prompt_ids = torch.tensor(ARTQUANT_PROMPT_IDS, dtype=torch.long)
+        self.scorer._level_ids = torch.tensor(ARTQUANT_LEVEL_IDS, dtype=torch.long)
+        self.device, self.workers = device, workers
+
+    def input_only(self, paths: Sequence[Path], batch_size: int) -> int:
+        """Decode and preprocess every file through the SDK's workers, no model."""
+        from artquant_sdk._decode import decoded_batches
+
+        files = [str(p) for p in paths]
+        batches = decoded_batches(
+            files, self.scorer.preprocess, batch_size=batch_size, workers=self.workers
+        )
+        return sum(len(batch) for batch in batches)
+
+    def model_only(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Score pixels through ``ArtQuant.score_pixel_values``."""
+        return torch.tensor([s for s, _, _ in self.scorer.score_pixel_values(pixels)])
+
+    def run(
+        self, paths: Sequence[Path], batch_size: int, deadline: float | None
+    ) -> tuple[int, torch.Tensor]:
+        """The ``artquant score`` loop over the files, without the output file."""
+        from artquant_sdk._decode import decoded_batches
+        from artquant_sdk.cli import _score_rows
+
+        files = [str(p) for p in paths]
+        scores = torch.full((len(paths),), float("nan"), dtype=torch.float64)
+        done = 0
+        batches = decoded_batches(
+            files, self.scorer.preprocess, batch_size=batch_size, workers=self.workers
+        )
+        for batch in batches:
+            for decoded, row in zip(batch, _score_rows(self.scorer, batch), strict=True):
+                if row.get("error"):
+                    raise RuntimeError(f"{row['image']}: {row['error']}")
+                scores[decoded.index] = float(row["score"])  # type: ignore[arg-type]
+            done += len(batch)
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+        return done, scores

@@ -1,0 +1,410 @@
+"""Scoring throughput end to end from image files, against the FLOP count and the plain loop.
+
+A random-weight mPLUG-Owl2 at a named size (see ``_bench.SIZES``; no checkpoint needed) scores
+generated JPEG/PNG files of varied sizes and aspect ratios through the product's path: worker
+processes decode (``load_image``) and preprocess (``MPLUGOwl2ImageProcessor``) into pinned
+batches, the model scores each batch with the LM head at the read position only. Measured, per
+batch size: images/s and ms/image end to end, the model alone on preloaded pixels, peak device
+memory, peak host RSS, and achieved TFLOP/s against the analytic count (``flops.py``). Also the
+input pipeline alone and the one-image-per-forward plain loop (full logits), and the largest
+score difference between the two paths.
+
+One JSON line per measurement on stdout (and in ``--log`` when given), then a table::
+
+    python benchmarks/score_throughput.py --size small --device cpu --batch-sizes 1,8
+    python benchmarks/score_throughput.py --size full --device cuda --dtype bfloat16 \\
+        --batch-sizes 1,8,32,64 --num-images 2048 --workers 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from _bench import SIZES, Recorder, machine_info, make_images, peak_rss_bytes, reset_peak_rss
+from _pipeline import (
+    BenchPipeline,
+    CliPipeline,
+    ImageFiles,
+    build_random_model,
+    make_image_processor,
+    matmul_peak_tflops,
+    plain_scores,
+    resolve_dtype,
+    synchronize,
+)
+from flops import ModelDims, count_flops
+
+logger = logging.getLogger("score_throughput")
+
+GIB = 2**30
+TABLE = (
+    "kind",
+    "batch_size",
+    "workers",
+    "images",
+    "images_per_s",
+    "ms_per_image",
+    "tflops",
+    "util_nominal",
+    "peak_device_gib",
+    "peak_host_gib",
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options (``--help`` lists them)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        help="float32/bfloat16/float16 (default: bf16 on cuda, fp32 on cpu)",
+    )
+    parser.add_argument("--batch-sizes", default="1,8", help="comma-separated, e.g. 1,8,32,64")
+    parser.add_argument("--num-images", type=int, default=64, help="files scored per batch size")
+    parser.add_argument(
+        "--unique-images",
+        type=int,
+        default=64,
+        help="distinct files generated (cycled to --num-images)",
+    )
+    parser.add_argument(
+        "--baseline-images",
+        type=int,
+        default=None,
+        help="images through the plain loop (default: --num-images, at most 64)",
+    )
+    parser.add_argument("--workers", type=int, default=max(1, min(8, (os.cpu_count() or 2) - 1)))
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads of the model process"
+    )
+    parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager", "flash_attention_2"])
+    parser.add_argument(
+        "--pipeline",
+        choices=["cli", "bench"],
+        default=None,
+        help="cli: the SDK's decode workers and the artquant score loop (default when "
+        "artquant_sdk imports); bench: the benchmark's own loader (pinned, non-blocking)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (static shapes: the last batch is padded)",
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds per measurement; stops early once spent",
+    )
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="nominal device peak (default 790 on cuda, the measured matmul rate on cpu)",
+    )
+    parser.add_argument(
+        "--image-dir", type=Path, default=None, help="reuse or create test pictures here"
+    )
+    parser.add_argument(
+        "--log", type=Path, default=None, help="also append the JSON lines to this file"
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="skip the plain one-image loop")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    except ValueError:
+        parser.error(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}")
+    if not args.batch_sizes or min(args.batch_sizes) < 1:
+        parser.error(f"--batch-sizes must be positive integers, got {args.batch_sizes}")
+    for name in ("num_images", "unique_images", "workers"):
+        if getattr(args, name) < (0 if name == "workers" else 1):
+            parser.error(f"--{name.replace('_', '-')} is out of range: {getattr(args, name)}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda asked for, but torch sees no CUDA device")
+    args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
+    if args.pipeline is None:
+        try:
+            import artquant_sdk  # noqa: F401
+        except ImportError:
+            args.pipeline = "bench"
+        else:
+            args.pipeline = "cli"
+    if args.baseline_images is None:
+        args.baseline_images = min(args.num_images, 64)
+    return args
+
+
+class _Meter:
+    """Times a measurement and reads its peak host and device memory."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def __enter__(self) -> _Meter:
+        synchronize(self.device)
+        reset_peak_rss()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        synchronize(self.device)
+        self.seconds = time.perf_counter() - self.start
+        self.peak_host_gib = peak_rss_bytes() / GIB
+        self.peak_device_gib = (
+            torch.cuda.max_memory_allocated(self.device) / GIB
+            if self.device.type == "cuda"
+            else None
+        )
+
+
+def _rates(
+    images: int, seconds: float, flop_per_image: float, peak_tflops: float, matmul_tflops: float
+) -> dict[str, float]:
+    per_s = images / seconds
+    achieved = per_s * flop_per_image / 1e12
+    return {
+        "images_per_s": per_s,
+        "ms_per_image": 1000 * seconds / images,
+        "tflops": achieved,
+        "util_nominal": achieved / peak_tflops,
+        "util_matmul": achieved / matmul_tflops,
+    }
+
+
+def _pad(pixels: torch.Tensor, batch_size: int) -> torch.Tensor:
+    missing = batch_size - pixels.shape[0]
+    if missing <= 0:
+        return pixels
+    return torch.cat([pixels, pixels.new_zeros((missing, *pixels.shape[1:]))])
+
+
+def _make_pipeline(
+    args: argparse.Namespace, model: Any, processor: Any, device: torch.device, dtype: torch.dtype
+) -> Any:
+    if args.pipeline == "cli":
+        return CliPipeline(model, processor, device, args.workers)
+    return BenchPipeline(model, processor, device, dtype, args.workers, pad_to_batch=args.compile)
+
+
+def run(args: argparse.Namespace) -> Recorder:
+    """Run every measurement; returns the recorder holding them."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = resolve_dtype(args.dtype)
+    config = SIZES[args.size]
+    count = count_flops(ModelDims.from_config_dict(config))
+    flop_fast, flop_plain = count.total("one"), count.total("all")
+    matmul_tflops = matmul_peak_tflops(device, dtype)
+    peak_tflops = args.peak_tflops or (790.0 if device.type == "cuda" else matmul_tflops)
+    recorder = Recorder(
+        {
+            "script": "score_throughput",
+            "size": args.size,
+            "device": str(device),
+            "dtype": args.dtype,
+            "pipeline": args.pipeline,
+        },
+        log_path=args.log,
+    )
+    recorder.emit(kind="machine", **machine_info(), compile=args.compile, attn=args.attn)
+    recorder.emit(kind="flops", **count.summary(peak_tflops), matmul_tflops=matmul_tflops)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        image_dir = args.image_dir or Path(tmp) / "images"
+        existing = sorted(p for p in image_dir.glob("img*") if p.suffix in (".jpg", ".png"))
+        unique = existing[: args.unique_images] if len(existing) >= args.unique_images else None
+        if unique is None:
+            start = time.perf_counter()
+            unique = make_images(image_dir, args.unique_images, seed=args.seed)
+            logger.info("wrote %d pictures in %.1f s", len(unique), time.perf_counter() - start)
+        paths = [unique[i % len(unique)] for i in range(args.num_images)]
+        mean_kib = sum(p.stat().st_size for p in unique) / len(unique) / 1024
+        recorder.emit(kind="images", unique=len(unique), scored=len(paths), mean_kib=mean_kib)
+
+        processor = make_image_processor(config["visual_config"]["visual_model"]["image_size"])
+        with _Meter(device) as meter:
+            model = build_random_model(
+                config, device=device, dtype=dtype, seed=args.seed, attn_implementation=args.attn
+            )
+        params = sum(p.numel() for p in model.parameters())
+        recorder.emit(
+            kind="build",
+            seconds=meter.seconds,
+            params=params,
+            peak_device_gib=meter.peak_device_gib,
+            peak_host_gib=meter.peak_host_gib,
+        )
+        scorer = torch.compile(model, dynamic=False) if args.compile else model
+        pipeline = _make_pipeline(args, scorer, processor, device, dtype)
+
+        # The input pipeline alone: decode + preprocess in the workers, no model.
+        with _Meter(device) as meter:
+            done = pipeline.input_only(paths, 8)
+        pipeline_rate = done / meter.seconds
+        recorder.emit(
+            kind="input_pipeline",
+            batch_size=8,
+            workers=args.workers,
+            images=done,
+            seconds=meter.seconds,
+            images_per_s=pipeline_rate,
+            ms_per_image=1000 * meter.seconds / done,
+            peak_host_gib=meter.peak_host_gib,
+        )
+
+        dataset = ImageFiles(paths, processor, dtype)
+        sample = torch.stack(
+            [dataset[i][1] for i in range(min(len(dataset), max(args.batch_sizes)))]
+        )
+        sample = sample.to(device)
+        fast_results: dict[int, torch.Tensor] = {}
+        for batch_size in args.batch_sizes:
+            pixels = _pad(sample[:batch_size], batch_size)
+            pipeline.model_only(pixels)  # warm-up: kernels, allocator, compilation
+            synchronize(device)
+
+            # The model alone on preloaded pixels: what the input pipeline must keep up with.
+            with _Meter(device) as meter:
+                done = 0
+                while done < args.num_images:
+                    pipeline.model_only(pixels)
+                    done += batch_size
+                    if args.time_budget and time.perf_counter() - meter.start > args.time_budget:
+                        break
+            recorder.emit(
+                kind="model_only",
+                batch_size=batch_size,
+                images=done,
+                seconds=meter.seconds,
+                **_rates(done, meter.seconds, flop_fast, peak_tflops, matmul_tflops),
+                peak_device_gib=meter.peak_device_gib,
+                peak_host_gib=meter.peak_host_gib,
+            )
+
+            # End to end from the files.
+            with _Meter(device) as meter:
+                deadline = meter.start + args.time_budget if args.time_budget else None
+                done, scores = pipeline.run(paths, batch_size, deadline)
+            fast_results[batch_size] = scores
+            recorder.emit(
+                kind="e2e",
+                batch_size=batch_size,
+                workers=args.workers,
+                images=done,
+                seconds=meter.seconds,
+                **_rates(done, meter.seconds, flop_fast, peak_tflops, matmul_tflops),
+                peak_device_gib=meter.peak_device_gib,
+                peak_host_gib=meter.peak_host_gib,
+            )
+
+        if not args.no_baseline:
+            _baseline(
+                args,
+                recorder,
+                model,
+                dataset,
+                device,
+                fast_results,
+                flop_plain=flop_plain,
+                peak_tflops=peak_tflops,
+                matmul_tflops=matmul_tflops,
+            )
+    _summary(recorder, pipeline_rate)
+    return recorder
+
+
+def _baseline(
+    args: argparse.Namespace,
+    recorder: Recorder,
+    model: Any,
+    dataset: ImageFiles,
+    device: torch.device,
+    fast_results: dict[int, torch.Tensor],
+    *,
+    flop_plain: float,
+    peak_tflops: float,
+    matmul_tflops: float,
+) -> None:
+    """The original's loop: read, preprocess, one forward with full logits, per image."""
+    count = min(args.baseline_images, len(dataset))
+    plain_scores(model, dataset[0][1][None].to(device))  # warm-up
+    scores = torch.full((count,), float("nan"), dtype=torch.float64)
+    with _Meter(device) as meter:
+        done = 0
+        for index in range(count):
+            _, pixels = dataset[index]
+            scores[index] = plain_scores(model, pixels[None].to(device))[0].cpu()
+            done += 1
+            if args.time_budget and time.perf_counter() - meter.start > args.time_budget:
+                break
+    recorder.emit(
+        kind="baseline_e2e",
+        batch_size=1,
+        workers=0,
+        images=done,
+        seconds=meter.seconds,
+        **_rates(done, meter.seconds, flop_plain, peak_tflops, matmul_tflops),
+        peak_device_gib=meter.peak_device_gib,
+        peak_host_gib=meter.peak_host_gib,
+    )
+    for batch_size, fast in fast_results.items():
+        both = ~torch.isnan(fast[:done]) & ~torch.isnan(scores[:done])
+        if both.any():
+            diff = (fast[:done][both] - scores[:done][both]).abs().max().item()
+            recorder.emit(
+                kind="parity",
+                batch_size=batch_size,
+                compared=int(both.sum()),
+                max_abs_score_diff=diff,
+            )
+
+
+def _summary(recorder: Recorder, pipeline_rate: float) -> None:
+    """Ratios the targets are stated in, then the table."""
+    by_kind: dict[str, dict[int, float]] = {}
+    for row in recorder.records:
+        if "images_per_s" in row and "batch_size" in row:
+            by_kind.setdefault(row["kind"], {})[row["batch_size"]] = row["images_per_s"]
+    e2e, model_only = by_kind.get("e2e", {}), by_kind.get("model_only", {})
+    ratios: dict[str, float] = {}
+    if e2e and 1 in e2e:
+        best = max(e2e, key=lambda b: e2e[b])
+        ratios["best_batch"] = best
+        ratios["e2e_best_over_batch1"] = e2e[best] / e2e[1]
+        if 8 in e2e:
+            ratios["e2e_batch8_over_batch1"] = e2e[8] / e2e[1]
+    if e2e and "baseline_e2e" in by_kind:
+        ratios["e2e_best_over_plain_loop"] = max(e2e.values()) / by_kind["baseline_e2e"][1]
+    if model_only:
+        ratios["pipeline_over_model"] = pipeline_rate / max(model_only.values())
+    if ratios:
+        recorder.emit(kind="ratios", **ratios)
+    rows = [r for r in recorder.records if "images_per_s" in r]
+    print("\n" + recorder.table(TABLE, rows), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse, run, print."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    run(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

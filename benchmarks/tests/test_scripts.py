@@ -1,0 +1,156 @@
+"""Each benchmark script end to end on the tiny size: JSON lines, the closing table, the checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("artquant_model")
+
+import flops
+import load_memory
+import preprocess_throughput
+import score_throughput
+from _bench import SIZES
+
+BENCHMARKS = Path(__file__).resolve().parents[1]
+
+
+def _json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_flops_script_prints_the_full_count(capsys: pytest.CaptureFixture[str]) -> None:
+    assert flops.main(["--size", "full", "--peak-tflops", "790"]) == 0
+    [record] = _json_lines(capsys.readouterr().out)
+    assert record["kind"] == "flops"
+    assert record["total_tflop"] == pytest.approx(1.958, abs=0.001)
+    assert record["ceiling_images_per_s"] == pytest.approx(403.5, abs=0.5)
+
+
+@pytest.mark.parametrize("pipeline", ["bench", "cli"])
+def test_score_throughput_tiny(
+    pipeline: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if pipeline == "cli":
+        pytest.importorskip("artquant_sdk")
+    log = tmp_path / "score.jsonl"
+    argv = ["--size", "tiny", "--device", "cpu", "--batch-sizes", "1,2", "--num-images", "3",
+            "--unique-images", "3", "--workers", "1", "--baseline-images", "3",
+            "--image-dir", str(tmp_path / "pics"), "--log", str(log),
+            "--pipeline", pipeline]  # fmt: skip
+    assert score_throughput.main(argv) == 0
+    out = capsys.readouterr().out
+    records = _json_lines(out)
+    assert records == [json.loads(line) for line in log.read_text().splitlines()]
+    kinds = [r["kind"] for r in records]
+    for kind in ("machine", "flops", "images", "build", "input_pipeline", "ratios"):
+        assert kind in kinds
+    e2e = {r["batch_size"]: r for r in records if r["kind"] == "e2e"}
+    assert set(e2e) == {1, 2}
+    assert all(r["images"] == 3 and r["images_per_s"] > 0 for r in e2e.values())
+    parity = [r for r in records if r["kind"] == "parity"]
+    assert {r["batch_size"] for r in parity} == {1, 2}
+    assert all(r["compared"] == 3 and r["max_abs_score_diff"] < 1e-5 for r in parity)
+    table = out.split("\n\n", 1)[1].splitlines()  # the table after the JSON lines
+    assert table[0].split()[:4] == ["kind", "batch_size", "workers", "images"]
+    assert [row.split()[0] for row in table[2:]] == [
+        "input_pipeline", "model_only", "e2e", "model_only", "e2e", "baseline_e2e"
+    ]  # fmt: skip
+
+
+def test_score_throughput_rejects_bad_batch_sizes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        score_throughput.parse_args(["--batch-sizes", "8,x"])
+    assert "--batch-sizes must be comma-separated integers, got '8,x'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        score_throughput.parse_args(["--batch-sizes", "0"])
+
+
+def test_preprocess_throughput_outputs_identical(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--num-images", "4", "--rounds", "1", "--image-dir", str(tmp_path)]
+    assert preprocess_throughput.main(argv) == 0
+    records = _json_lines(capsys.readouterr().out)
+    [compare] = [r for r in records if r["kind"] == "compare"]
+    assert compare["identical"] == 4
+    assert compare["max_abs_diff"] == 0.0
+    assert compare["shape"] == [3, 448, 448]
+    steps = {r["step"] for r in records if r["kind"] == "preprocess"}
+    assert steps == {"decode", "ours", "clip", "decode+ours", "decode+clip"}
+
+
+def test_checkpoint_config_reaches_the_target_size() -> None:
+    config = load_memory.checkpoint_config(int(2.5e9))
+    assert config["hidden_size"] == 2048
+    assert config["visual_config"] == SIZES["full"]["visual_config"]
+    one_less = load_memory.checkpoint_config(int(2.5e9) - 300_000_000)
+    assert one_less["num_hidden_layers"] < config["num_hidden_layers"]
+    with pytest.raises(ValueError, match="unknown base size 'huge'"):
+        load_memory.checkpoint_config(1, base="huge")
+
+
+@pytest.mark.slow
+def test_load_memory_tiny_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Writes a ~12 MB checkpoint, loads it in fresh processes with both loaders."""
+    argv = ["--target-gb", "0.012", "--base-size", "tiny", "--dir", str(tmp_path / "ckpt")]
+    assert load_memory.main(argv) == 0
+    records = _json_lines(capsys.readouterr().out)
+    [checkpoint] = [r for r in records if r["kind"] == "checkpoint"]
+    size = (tmp_path / "ckpt" / "model.safetensors").stat().st_size
+    assert checkpoint["bytes"] == size
+    assert 0.011e9 < size < 0.014e9
+    loads = {r["loader"]: r for r in records if r["kind"] == "load"}
+    assert set(loads) == {"load_model", "from_pretrained"}
+    for record in loads.values():
+        assert record["param_dtypes"] == ["torch.bfloat16"]
+        assert record["peak_rss_gib"] >= record["rss_before_load_gib"] > 0
+    assert loads["load_model"]["params"] == loads["from_pretrained"]["params"]
+
+
+def test_written_checkpoint_is_valid_safetensors(tmp_path: Path) -> None:
+    """The hand-written file reads back with safetensors and matches the model's state dict."""
+    from safetensors import safe_open
+
+    config = load_memory.checkpoint_config(1, base="tiny")
+    size = load_memory.write_random_checkpoint(tmp_path, config)
+    import torch
+
+    from artquant_model import MPLUGOwl2Config, MPLUGOwl2ForCausalLM
+
+    with torch.device("meta"):
+        expected = MPLUGOwl2ForCausalLM(MPLUGOwl2Config(**config)).state_dict()
+    with safe_open(tmp_path / "model.safetensors", "pt") as handle:
+        assert set(handle.keys()) == set(expected)
+        for name in list(expected)[:20]:
+            tensor = handle.get_tensor(name)
+            assert tuple(tensor.shape) == tuple(expected[name].shape)
+            assert tensor.dtype == torch.bfloat16
+            assert float(tensor.float().std()) == pytest.approx(0.02, rel=0.3)
+    assert size == (tmp_path / "model.safetensors").stat().st_size
+    assert json.loads((tmp_path / "config.json").read_text())["num_hidden_layers"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_gpu_script_dry_run(tmp_path: Path) -> None:
+    """gpu.sh runs every step on the CPU (tiny size) from the source tree."""
+    env = {**os.environ, "DRY_RUN": "1", "OUT": str(tmp_path / "out"), "PYTHON": sys.executable,
+           "TMPDIR": str(tmp_path), "NUM_IMAGES": "4", "LOAD_GB": "0.012",
+           "WORKERS": "1"}  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu.sh")], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = tmp_path / "out"
+    for name in ("gpu.log", "flops.txt", "preprocess.jsonl", "score.jsonl", "load.jsonl"):
+        assert (out / name).is_file(), name
+    kinds = {json.loads(line)["kind"] for line in (out / "score.jsonl").read_text().splitlines()}
+    assert {"e2e", "model_only", "baseline_e2e", "parity", "ratios"} <= kinds
