@@ -93,3 +93,37 @@ def make_dataset(root: Path, *, n_train: int, n_val: int, seed: int = 0) -> dict
         "description": write_json(root / "description.json", description_samples(train)),
         "val": write_json(root / "val.json", score_samples(val)),
     }
+
+
+def tiny_run_config(base: Path, data: dict[str, Path], output_dir: Path, **overrides: Any) -> Any:
+    """A :class:`~artquant_train.TrainConfig` for the tiny model on the synthetic data.
+
+    The template is the inference layout (no system prompt, image after the question) so that
+    validation, which scores with ArtQuant's inference prompt, reads the position training
+    taught; the rest is the recipe except for sizes and ``overrides`` (dotted keys).
+    """
+    from artquant_train import load_config
+
+    values: dict[str, Any] = {
+        "model.base": str(base),
+        "model.gradient_checkpointing": False,
+        "data.train": [{"path": str(data["score"])}, {"path": str(data["description"])}],
+        "data.image_root": str(data["images"]),
+        "data.template.name": "mplug_owl2",
+        "data.template.system": "",
+        "data.template.image_first": False,
+        "run.output_dir": str(output_dir),
+        "run.batch_size": 4,
+        "run.grad_accum": 2,
+        "run.max_steps": 4,
+        "run.seed": 7,
+        "lora.r": 4,
+        "lora.alpha": 8,
+        "optim.lr": 1e-3,
+        "checkpoint.every": 2,
+        "validation.every": 0,
+        "logging.progress_bar": False,
+        "logging.tensorboard": "off",
+    }
+    values.update(overrides)
+    return load_config(overrides=values, environ={})

@@ -458,7 +458,7 @@ class _Run:
         )
         totals = acc.reduce(local_counts.to(self.device), reduction="sum")
         level_ids = torch.tensor(self.level_ids, device=self.device)
-        logged = torch.zeros(3, dtype=torch.float64, device=self.device)
+        logged = torch.zeros(4, dtype=torch.float64, device=self.device)
         self.wrapped.train()
         for batch in micro_batches:
             batch = {k: v.to(self.device) for k, v in batch.items()}
@@ -476,13 +476,12 @@ class _Run:
                 # DDP averages gradients over processes; the totals already span all of them.
                 loss = combine_losses(sums, self.weights, totals) * self.world
                 acc.backward(loss * config.run.grad_accum)
-            logged += sums.detached_sums().to(self.device)
-        logged = acc.reduce(logged, reduction="sum")
-        terms = loss_terms(logged.cpu(), totals.cpu())
-        w = self.weights
-        loss_value = w.description * _zero_nan(terms["ce_description"]) + w.next_token * (
-            _zero_nan(terms["ce_score"]) + w.kl * _zero_nan(terms["kl"])
-        )
+            detached = torch.cat([sums.detached_sums(), loss.detach().double().reshape(1)])
+            logged += detached.to(self.device)
+        logged = acc.reduce(logged, reduction="sum").cpu()
+        terms = loss_terms(logged[:3], totals.cpu())
+        # each process's loss carries a factor world_size; their sum / world is the step loss
+        loss_value = float(logged[3]) / self.world
         if not math.isfinite(loss_value):
             raise NonFiniteLossError(
                 f"loss is {loss_value} at step {self.state.global_step + 1} (terms {terms}); "
@@ -596,10 +595,6 @@ class _Run:
         for key, value in values.items():
             if math.isfinite(value):
                 self.writer.add_scalar(key, value, self.state.global_step)
-
-
-def _zero_nan(value: float) -> float:
-    return 0.0 if math.isnan(value) else value
 
 
 def _gather_objects(accelerator: Any, obj: Any) -> list[Any]:

@@ -1,0 +1,276 @@
+"""The loop on the tiny model: outputs, exact resume, NaN stop, data errors, freezing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from _synthetic import tiny_run_config, write_json
+
+import artquant_train.loop as loop_module
+from artquant_model.testing import tiny_model, tiny_tokenizer
+from artquant_train import (
+    AnswerFormatError,
+    EmptyDatasetError,
+    MissingImageError,
+    NonFiniteLossError,
+    StepInfo,
+    TrainConfig,
+    complete_checkpoints,
+    latest_checkpoint,
+    lr_multiplier,
+    prepare_for_training,
+    train,
+)
+from artquant_train.loop import build_training_items
+
+
+def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_run_writes_logs_checkpoints_and_a_final_release(
+    tiny_base: Path, small_data: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    config = tiny_run_config(
+        tiny_base, small_data, out, **{"data.val": str(small_data["val"]), "validation.every": 2}
+    )
+    steps: list[StepInfo] = []
+    result = train(config, on_step_end=steps.append)
+    assert result.global_step == 4
+    assert [s.step for s in steps] == [1, 2, 3, 4]
+    assert all(s.loss > 0 for s in steps)
+    # warm-up 3 % of 4 steps = 1 step at lr 0, then cosine
+    assert steps[0].lr == 0.0
+    assert steps[1].lr == pytest.approx(1e-3)
+    assert [p.name for p in complete_checkpoints(out)] == [
+        "checkpoint-00000002",
+        "checkpoint-00000004",
+    ]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"step", "loss", "lr", "samples_per_s", "ce_description", "ce_score", "kl"} <= set(
+        records[0]
+    )
+    assert len(result.validations) == 2
+    assert {"srcc", "plcc", "mae"} <= set(result.validations[0])
+    assert (
+        TrainConfig.model_validate(
+            __import__("yaml").safe_load((out / "train_config.yaml").read_text())
+        )
+        == config
+    )
+    for folder in (out / "final", out / "best"):
+        names = {p.name for p in folder.iterdir()}
+        assert {
+            "adapter_config.json",
+            "adapter_model.safetensors",
+            "non_lora_trainables.bin",
+            "config.json",
+            "tokenizer.json",
+            "preprocessor_config.json",
+            "train_config.yaml",
+        } <= names
+    adapter = json.loads((out / "final" / "adapter_config.json").read_text())
+    assert adapter["r"] == 4
+    assert adapter["lora_alpha"] == 8
+    assert sorted(adapter["target_modules"]) == sorted(
+        f"model.layers.{i}.self_attn.{m}" for i in range(2) for m in ("q_proj", "v_proj.multiway.1")
+    )
+    assert adapter["base_model_name_or_path"] == str(tiny_base)
+    non_lora = torch.load(out / "final" / "non_lora_trainables.bin", weights_only=True)
+    assert all(
+        k.startswith(
+            ("base_model.model.model.vision_model.", "base_model.model.model.visual_abstractor.")
+        )
+        for k in non_lora
+    )
+    assert not any("lora_" in k for k in non_lora)
+
+
+def test_resume_after_interruption_reproduces_the_uninterrupted_weights(
+    tiny_base: Path, small_data: dict[str, Path], tmp_path: Path
+) -> None:
+    # 24 score + 24 description samples, batch 4 x accumulation 2: 6 steps per epoch. Eight
+    # steps cross an epoch boundary; LoRA dropout on, so the RNG state matters too.
+    overrides = {"run.max_steps": 8, "checkpoint.every": 3, "lora.dropout": 0.1}
+    final: dict[str, torch.Tensor] = {}
+
+    def keep_last(info: StepInfo) -> None:
+        final.clear()
+        final.update(_trainable(info.model))
+
+    train(
+        tiny_run_config(tiny_base, small_data, tmp_path / "straight", **overrides),
+        on_step_end=keep_last,
+    )
+    reference = dict(final)
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(info: StepInfo) -> None:
+        if info.step == 7:  # after the checkpoint of step 6, before step 8
+            raise Interrupted
+
+    cut = tmp_path / "cut"
+    with pytest.raises(Interrupted):
+        train(tiny_run_config(tiny_base, small_data, cut, **overrides), on_step_end=interrupt)
+    assert latest_checkpoint(cut) == cut / "checkpoint-00000006"
+    # a crash while writing the next checkpoint leaves a temporary folder that resume ignores
+    (cut / ".tmp-checkpoint-00000009-dead").mkdir()
+    (cut / "checkpoint-00000009").mkdir()  # no COMPLETE marker: never picked
+    shutil.rmtree(cut / "checkpoint-00000009")
+    resumed_steps: list[int] = []
+
+    def record(info: StepInfo) -> None:
+        resumed_steps.append(info.step)
+        keep_last(info)
+
+    train(
+        tiny_run_config(tiny_base, small_data, cut, **overrides, **{"run.resume": True}),
+        on_step_end=record,
+    )
+    assert resumed_steps == [7, 8]
+    assert set(final) == set(reference)
+    for name, tensor in reference.items():
+        assert torch.equal(final[name], tensor), name
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
+    tiny_base: Path, small_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = loop_module.combine_losses
+    calls = {"n": 0}
+
+    def poisoned(*args: object, **kwargs: object) -> torch.Tensor:
+        calls["n"] += 1
+        loss = real(*args, **kwargs)  # type: ignore[arg-type]
+        return loss * float("nan") if calls["n"] > 4 else loss  # step 3 (2 micro-batches/step)
+
+    monkeypatch.setattr(loop_module, "combine_losses", poisoned)
+    out = tmp_path / "nan"
+    config = tiny_run_config(tiny_base, small_data, out, **{"checkpoint.every": 2})
+    with pytest.raises(NonFiniteLossError, match="loss is nan at step 3"):
+        train(config)
+    assert latest_checkpoint(out) == out / "checkpoint-00000002"
+    assert not (out / "final").exists()
+
+
+def test_data_errors_are_clear(
+    tiny_base: Path, small_data: dict[str, Path], tmp_path: Path
+) -> None:
+    tok = tiny_tokenizer()
+    rows = json.loads(small_data["score"].read_text())
+    missing = write_json(tmp_path / "missing.json", [{**rows[0], "image": "nope.png"}])
+    config = tiny_run_config(
+        tiny_base, small_data, tmp_path, **{"data.train": [{"path": str(missing)}]}
+    )
+    with pytest.raises(MissingImageError, match=r"1 of 1 images .*nope\.png"):
+        build_training_items(config, tok)
+
+    empty = write_json(tmp_path / "empty.json", [])
+    config = tiny_run_config(
+        tiny_base, small_data, tmp_path, **{"data.train": [{"path": str(empty)}]}
+    )
+    with pytest.raises(EmptyDatasetError, match="holds no samples"):
+        build_training_items(config, tok)
+
+    bad_answer = {
+        **rows[0],
+        "conversations": [rows[0]["conversations"][0], {"from": "gpt", "value": "Lovely."}],
+    }
+    bad = write_json(tmp_path / "bad.json", [bad_answer])
+    config = tiny_run_config(
+        tiny_base, small_data, tmp_path, **{"data.train": [{"path": str(bad)}]}
+    )
+    with pytest.raises(AnswerFormatError, match=r"bad\.json: sample .*level prefix"):
+        build_training_items(config, tok)
+
+    config = tiny_run_config(
+        tiny_base,
+        small_data,
+        tmp_path / "tiny",
+        **{"data.train": [{"path": str(small_data["score"]), "weight": 0.1}], "run.batch_size": 8},
+    )
+    with pytest.raises(EmptyDatasetError, match="fewer than grad_accum"):
+        train(config)
+
+
+def test_score_samples_without_level_probs_get_the_estimated_distribution(
+    tiny_base: Path, small_data: dict[str, Path], tmp_path: Path
+) -> None:
+    from artquant_data import estimate_level_distribution
+
+    rows = json.loads(small_data["score"].read_text())
+    stripped = write_json(
+        tmp_path / "s.json", [{k: v for k, v in r.items() if k != "level_probs"} for r in rows[:3]]
+    )
+    config = tiny_run_config(
+        tiny_base, small_data, tmp_path, **{"data.train": [{"path": str(stripped)}]}
+    )
+    items, _ = build_training_items(config, tiny_tokenizer())
+    expected = estimate_level_distribution(rows[0]["gt_score"])
+    assert items[0].level_probs == pytest.approx(tuple(expected), abs=1e-9)
+
+
+def test_recipe_trains_lora_vision_and_abstractor_only(
+    tiny_base: Path, small_data: dict[str, Path], tmp_path: Path
+) -> None:
+    config = tiny_run_config(tiny_base, small_data, tmp_path)
+    prepared = prepare_for_training(tiny_model(), config)
+    trainable = {n for n, p in prepared.named_parameters() if p.requires_grad}
+    lora = {n for n in trainable if "lora_" in n}
+    assert len(lora) == 2 * 2 * 2  # 2 layers x (q_proj, v_proj.multiway.1) x (A, B)
+    assert all(".q_proj." in n or ".v_proj.multiway.1." in n for n in lora)
+    rest = trainable - lora
+    assert rest
+    assert all(".vision_model." in n or ".visual_abstractor." in n for n in rest)
+    frozen = {n for n, p in prepared.named_parameters() if not p.requires_grad}
+    assert any(n.endswith("lm_head.weight") for n in frozen)
+    assert any("embed_tokens" in n for n in frozen)
+    assert any("v_proj.multiway.0" in n for n in frozen)
+    assert all(p.dtype == torch.float32 for p in prepared.parameters() if p.requires_grad)
+
+    full = tiny_run_config(
+        tiny_base, small_data, tmp_path, **{"lora.enabled": False, "freeze.train_llm": True}
+    )
+    plain = prepare_for_training(tiny_model(), full)
+    assert not any("lora_" in n for n, _ in plain.named_parameters())
+    assert all(p.requires_grad for n, p in plain.named_parameters() if ".layers." in n)
+
+    with pytest.raises(ValueError, match=r"match no nn\.Linear"):
+        prepare_for_training(
+            tiny_model(),
+            tiny_run_config(tiny_base, small_data, tmp_path, **{"lora.targets": ["nothing"]}),
+        )
+    with pytest.raises(ValueError, match="trains nothing"):
+        prepare_for_training(
+            tiny_model(),
+            tiny_run_config(
+                tiny_base,
+                small_data,
+                tmp_path,
+                **{
+                    "lora.enabled": False,
+                    "freeze.train_vision_model": False,
+                    "freeze.train_abstractor": False,
+                },
+            ),
+        )
+
+
+def test_lr_schedule_warmup_and_cosine() -> None:
+    assert [lr_multiplier(s, 100, 3, "cosine") for s in (0, 1, 3)] == [
+        0.0,
+        pytest.approx(1 / 3),
+        1.0,
+    ]
+    assert lr_multiplier(51, 100, 3, "cosine") == pytest.approx(0.5, abs=0.02)
+    assert lr_multiplier(99, 100, 0, "linear") == pytest.approx(0.01)
+    assert lr_multiplier(50, 100, 0, "constant") == 1.0
+    with pytest.raises(ValueError, match="scheduler"):
+        lr_multiplier(1, 10, 0, "step")
