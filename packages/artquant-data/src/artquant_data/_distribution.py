@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from artquant_data import _lbfgsb
@@ -134,6 +135,16 @@ def fit_level_gaussian(
     flat = arr.reshape(-1)
     # The fit is a deterministic function of the score: solve each distinct score once.
     unique, inverse = np.unique(flat, return_inverse=True)
+    # L-BFGS-B calls BLAS on 2x2 problems; a multi-threaded BLAS only adds thread wake-ups,
+    # which cost 5-10x on a busy machine. One thread changes no number.
+    with threadpool_limits(limits=1, user_api="blas"):
+        mus, sigmas = _fit_unique(unique, vals, method, progress)
+    return mus[inverse].reshape(arr.shape), sigmas[inverse].reshape(arr.shape)
+
+
+def _fit_unique(
+    unique: NDArray[np.float64], vals: NDArray[np.float64], method: str, progress: bool
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     if method == "batched" and _lbfgsb.lbfgsb_available():
         mus = np.empty_like(unique)
         sigmas = np.empty_like(unique)
@@ -146,7 +157,7 @@ def fit_level_gaussian(
                 bar.update(stop - start)
     else:
         mus, sigmas = _fit_minimize(unique, vals, progress)
-    return mus[inverse].reshape(arr.shape), sigmas[inverse].reshape(arr.shape)
+    return mus, sigmas
 
 
 def estimate_level_distribution(
@@ -249,8 +260,8 @@ def level_distribution_from_mean_std(
     a bin around each value (``"cdf"``; bins end half-way to the neighbours), then corrected by
     ``alpha * p + beta`` so that it sums to one and its expectation is the mean; negatives are
     set to 0 and the result renormalised (DeQA leaves it unnormalised), which can leave a small
-    error in the mean. Where ``std < min_std`` or the corrected expectation is still off by more than
-    ``max_residual``, the mass is split between the two level values around the mean instead
+    error in the mean. Where ``std < min_std`` or the corrected expectation is still off by more
+    than ``max_residual``, the mass is split between the two level values around the mean instead
     (exact mean). DeQA uses 0.2 and 0.1 on a 1–5 scale. The paper did *not* use this for
     APDDv2 (no rater std there); it is for data that has a std.
 
