@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 from scipy.stats import norm
+from threadpoolctl import threadpool_limits
 
 import artquant_data as aq
 
@@ -60,7 +61,9 @@ def bench(name: str, scores: np.ndarray, sample: int, repeats: int) -> dict[str,
     idx = np.random.default_rng(0).choice(
         scores.shape[0], size=min(sample, scores.shape[0]), replace=False
     )
-    with warnings.catch_warnings():
+    # one BLAS thread for the original too (the fast path does the same): on a shared 2-core
+    # machine OpenBLAS thread wake-ups otherwise dominate both
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore", RuntimeWarning)
         start, cpu = time.perf_counter(), time.process_time()
         ref = np.stack([original_get_score(float(scores[i])) for i in idx])

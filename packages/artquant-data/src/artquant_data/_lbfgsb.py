@@ -227,7 +227,9 @@ def fit_batch(
     xs = [x0[i].copy() for i in range(n_problems)]
     fs: list[Any] = [np.array(0.0, dtype=np.float64) for _ in range(n_problems)]
     gs = [np.zeros(n, dtype=np.float64) for _ in range(n_problems)]
-    cache_x = [x0[i].copy() for i in range(n_problems)]
+    # ScalarFunction's cache test is np.array_equal(x, last_x); list equality of the two
+    # floats decides the same and is cheaper
+    cache_x = [x0[i].tolist() for i in range(n_problems)]
     cache_f = [f_init[i] for i in range(n_problems)]
     cache_g = [g_init[i].copy() for i in range(n_problems)]
     nfev = [3] * n_problems  # one value + two differences in ScalarFunction's constructor
@@ -239,20 +241,31 @@ def fit_batch(
     lsave = np.zeros((n_problems, 4), dtype=np.int32)
     isave = np.zeros((n_problems, 44), dtype=np.int32)
     dsave = np.zeros((n_problems, 29), dtype=np.float64)
+    # one view per problem, made once
+    wa_k, iwa_k, ln_k = list(wa), list(iwa), list(ln_task)
+    lsave_k, isave_k, dsave_k = list(lsave), list(isave), list(dsave)
 
     pending = list(range(n_problems))
     while pending:
         requests: list[int] = []
         for k in pending:
             x, tk = xs[k], task[k]
+            wa_, iwa_, lsave_, isave_, dsave_, ln_ = (
+                wa_k[k],
+                iwa_k[k],
+                lsave_k[k],
+                isave_k[k],
+                dsave_k[k],
+                ln_k[k],
+            )
             while True:
                 gs[k] = gs[k].astype(np.float64)
                 setulb(
-                    m, x, low, up, nbd, fs[k], gs[k], factr, _GTOL, wa[k], iwa[k], tk,
-                    lsave[k], isave[k], dsave[k], _MAXLS, ln_task[k],
+                    m, x, low, up, nbd, fs[k], gs[k], factr, _GTOL, wa_, iwa_, tk,
+                    lsave_, isave_, dsave_, _MAXLS, ln_,
                 )  # fmt: skip
                 if tk[0] == _TASK_FG:
-                    if np.array_equal(x, cache_x[k]):
+                    if x.tolist() == cache_x[k]:
                         fs[k], gs[k] = cache_f[k], cache_g[k]
                         continue
                     requests.append(k)
@@ -269,7 +282,7 @@ def fit_batch(
             xr = np.stack([xs[k] for k in requests])
             f_new, g_new = _value_and_grad(xr, targets[requests], values)
             for j, k in enumerate(requests):
-                cache_x[k] = xr[j]
+                cache_x[k] = xr[j].tolist()
                 cache_f[k] = f_new[j]
                 cache_g[k] = g_new[j].copy()
                 fs[k], gs[k] = cache_f[k], cache_g[k]
