@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer
 
 from artquant_model._tiny_tokenizer import TINY_TOKENIZER_MAX_SIZE, tiny_vocabulary
+from artquant_model._tokenizer import llama_piece_scores, rank_merges
 from artquant_model.levels import LEVEL_PRESETS
 from artquant_model.processing_mplug_owl2 import (
     ARTQUANT_SCORE_PROMPT,
@@ -151,6 +153,47 @@ def test_load_from_file_json_and_roundtrip(llama, llama_dir: Path, tmp_path: Pat
     assert load_tokenizer(both)(prompt).input_ids == expected
 
 
+def test_tokenizer_json_written_by_transformers_llama(
+    llama, llama_dir: Path, tmp_path: Path
+) -> None:
+    """transformers 5's LlamaTokenizer writes a Metaspace pipeline and id-ranked merges that lose
+    the 29871 after the image; load_tokenizer keeps only the vocabulary, so the ids are right."""
+    from transformers import LlamaTokenizer
+
+    spm = pytest.importorskip("sentencepiece")
+    processor = spm.SentencePieceProcessor(model_file=str(llama_dir / "tokenizer.model"))
+    theirs = LlamaTokenizer.from_pretrained(llama_dir)
+    theirs.save_pretrained(tmp_path)
+    (tmp_path / "tokenizer.model").unlink(missing_ok=True)
+    assert theirs(" ASSISTANT:", add_special_tokens=False).input_ids[0] != 29871  # their quirk
+    ours = load_tokenizer(tmp_path)
+    rng = random.Random(99)
+    alphabet = [*"abcXYZ  \n\t.,:0123", "é", "🙂", "    ", " ASSISTANT:", "painting"]
+    texts = [" ASSISTANT: The quality", "\nASSISTANT:", "USER: ", "a   b\n\n    c"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 25))) for _ in range(300)]
+    for text in texts:
+        assert ours(text).input_ids == [1, *processor.encode(text)], repr(text)
+
+
+def test_json_merges_rederived_from_llama_piece_order(llama_dir: Path, tmp_path: Path) -> None:
+    """The pseudo-scores from ids rank merges exactly as the real SentencePiece scores do, so
+    the merges stored in a tokenizer.json (here scrambled) do not matter."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString((llama_dir / "tokenizer.model").read_bytes())
+    real = [(p.piece, p.score) for p in proto.pieces if p.type == 1]
+    vocab = {p.piece: i for i, p in enumerate(proto.pieces)}
+    assert rank_merges(llama_piece_scores(vocab)) == rank_merges(real)
+    tokenizer = load_tokenizer(llama_dir)
+    tokenizer.save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))
+    data["model"]["merges"] = [" ".join(pair) for pair in reversed(data["model"]["merges"])]
+    (tmp_path / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    text = " ASSISTANT:  How would you rate   the quality of this painting?\n"
+    assert load_tokenizer(tmp_path)(text).input_ids == tokenizer(text).input_ids
+
+
 def test_load_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no tokenizer in"):
         load_tokenizer(tmp_path)
@@ -189,7 +232,9 @@ def test_non_llama_sentencepiece_model_rejected(llama_dir: Path, tmp_path: Path)
 
 
 def test_tiny_tokenizer_is_llama_like(tmp_path: Path) -> None:
+    started = time.perf_counter()
     tokenizer = tiny_tokenizer()
+    assert time.perf_counter() - started < 0.5  # "well under a second" (about 1 ms unloaded)
     assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id) == (1, 2, 0)
     assert tokenizer.pad_token_id == 0
     assert len(tokenizer) <= TINY_TOKENIZER_MAX_SIZE == 512

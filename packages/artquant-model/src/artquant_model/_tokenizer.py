@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ MODEL_MAX_LENGTH = 2048
 # SentencePiece `ModelProto.SentencePiece.Type` values.
 _SP_NORMAL, _SP_UNKNOWN, _SP_CONTROL, _SP_USER_DEFINED, _SP_UNUSED, _SP_BYTE = 1, 2, 3, 4, 5, 6
 _SP_MODEL_TYPE_BPE = 2
+_WHITESPACE_SCORE = -1e9
+_BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
 
 
 def rank_merges(pieces: Sequence[tuple[str, float]]) -> list[tuple[str, str]]:
@@ -183,11 +186,32 @@ def backend_from_sentencepiece(model_bytes: bytes, *, source: str = "tokenizer.m
     return build_backend(vocab, rank_merges(normal))
 
 
-def backend_from_tokenizer_json(path: Path) -> Tokenizer:
-    """Rebuild our pipeline from the BPE vocabulary and merges of a LLaMA `tokenizer.json`.
+def llama_piece_scores(vocab: dict[str, int]) -> list[tuple[str, float]]:
+    """SentencePiece scores of LLaMA's normal pieces, recovered from the ids alone.
 
-    Only the vocabulary and merges are taken from the file: its normalizer / pre-tokenizer are
-    replaced, because transformers 5 writes a Metaspace pipeline that is not SentencePiece-exact.
+    In LLaMA's `tokenizer.model` the score of a normal piece falls strictly with its id, except
+    the 16 whitespace-only pieces ("▁▁", "▁▁▁", ...), which all score -1e9 (checked on the
+    LLaMA-2 model). Special and byte pieces are not normal pieces and are left out.
+
+    Returns:
+        `(piece, pseudo-score)` in id order, ranking merges as the real scores do.
+    """
+    ordered = sorted(vocab.items(), key=lambda item: item[1])
+    return [
+        (piece, _WHITESPACE_SCORE if set(piece) == {SPIECE_UNDERLINE} else -float(index))
+        for piece, index in ordered
+        if piece not in (UNK, BOS, EOS) and not _BYTE_PIECE.fullmatch(piece)
+    ]
+
+
+def backend_from_tokenizer_json(path: Path) -> Tokenizer:
+    """Rebuild our pipeline from the vocabulary of a LLaMA `tokenizer.json`.
+
+    Only the vocabulary (and tokens added after it) is taken from the file. Its normalizer /
+    pre-tokenizer are replaced, because transformers 5 writes a Metaspace pipeline that is not
+    SentencePiece-exact; its merges are re-derived from the vocabulary with LLaMA's piece order
+    (`llama_piece_scores`), because transformers 5 ranks them by id, which merges "▁▁" before
+    "▁A" and so changes the ids after a leading or repeated space.
 
     Raises:
         ValueError: if the file is not a byte-fallback BPE with the LLaMA special pieces.
@@ -205,11 +229,8 @@ def backend_from_tokenizer_json(path: Path) -> Tokenizer:
     vocab = model.get("vocab")
     if not isinstance(vocab, dict):
         raise ValueError(f"{path}: model.vocab must be a piece -> id mapping")
-    merges = [
-        tuple(merge.split(" ", 1)) if isinstance(merge, str) else tuple(merge)
-        for merge in model.get("merges", [])
-    ]
-    backend = build_backend(vocab, merges)  # type: ignore[arg-type]
+    merges = rank_merges(llama_piece_scores(vocab))
+    backend = build_backend(vocab, merges)
     # Tokens added on top of the vocabulary (e.g. a <pad> at 32000) keep their ids.
     extra = sorted(
         (token for token in data.get("added_tokens", []) if token["content"] not in vocab),

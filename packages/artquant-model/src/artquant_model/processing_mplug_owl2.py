@@ -75,7 +75,9 @@ def load_tokenizer(path: str | os.PathLike[str]) -> PreTrainedTokenizerBase:
     """Load the LLaMA SentencePiece tokenizer of mPLUG-Owl2 / Q-Align / ArtQuant.
 
     The folder may hold `tokenizer.model` (preferred: the SentencePiece model is the ground truth)
-    and/or `tokenizer.json` (its BPE vocabulary and merges are used); `path` may also be the
+    and/or `tokenizer.json` (only its vocabulary is used: the merges are re-derived with LLaMA's
+    piece order, so a file from any converter, transformers 5's included, gives SentencePiece's
+    ids); `path` may also be the
     `tokenizer.model` or `tokenizer.json` file itself. Other files (`tokenizer_config.json`, ...)
     are ignored: the conventions below are the original ones.
 
