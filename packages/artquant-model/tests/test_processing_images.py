@@ -305,6 +305,9 @@ def test_exif_orientation_applied() -> None:
     raw = Image.open(io.BytesIO(data))
     assert apply_exif_orientation(raw).size == (8, 16)
     assert load_image(raw).size == (8, 16)
+    # loading twice (the SDK decodes, then the processor loads again) must not rotate twice
+    assert load_image(load_image(data)).size == (8, 16)
+    assert MPLUGOwl2ImageProcessor(image_size=28).preprocess_uint8(loaded).shape == (28, 28, 3)
     plain = Image.new("RGB", (4, 2))
     assert apply_exif_orientation(plain) is plain
 
