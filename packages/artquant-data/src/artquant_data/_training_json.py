@@ -74,6 +74,11 @@ class Turn(BaseModel):
     from_: Literal["human", "gpt"] = Field(alias="from")
     value: str
 
+    @property
+    def role(self) -> str:
+        """The speaker, ``"human"`` or ``"gpt"`` (same as ``from_``)."""
+        return self.from_
+
     def to_json(self) -> dict[str, str]:
         """The turn as the JSON object the original code reads."""
         return {"from": self.from_, "value": self.value}
