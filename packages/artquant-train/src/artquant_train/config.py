@@ -308,9 +308,12 @@ class DistributedConfig(_Frozen):
         find_unused_parameters: DDP option; needed only if a config leaves a trainable module
             out of the forward pass.
         timeout_s: process-group timeout.
+        cpu: run on the CPU (several CPU processes talk over gloo); ``None`` = when no GPU (or
+            other accelerator) is available.
     """
 
     find_unused_parameters: bool = False
+    cpu: bool | None = None
     timeout_s: int = Field(default=1800, ge=10)
 
 

@@ -267,7 +267,11 @@ class _Run:
         self.config = config
         self.on_step_end = on_step_end
         mixed, self.weight_dtype = _precision(config)
+        use_cpu = config.distributed.cpu
+        if use_cpu is None:
+            use_cpu = not _accelerator_available()
         self.accelerator = Accelerator(
+            cpu=use_cpu,
             mixed_precision=mixed,
             gradient_accumulation_steps=config.run.grad_accum,
             kwargs_handlers=[
@@ -595,6 +599,15 @@ class _Run:
         for key, value in values.items():
             if math.isfinite(value):
                 self.writer.add_scalar(key, value, self.state.global_step)
+
+
+def _accelerator_available() -> bool:
+    if torch.cuda.is_available():
+        return True
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        return True
+    return bool(torch.backends.mps.is_available())
 
 
 def _gather_objects(accelerator: Any, obj: Any) -> list[Any]:

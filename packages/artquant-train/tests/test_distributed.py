@@ -1,0 +1,83 @@
+"""Acceptance: two CPU processes (torchrun, gloo) train in step and match one doubled batch."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from _ddp_worker import OVERRIDES, data_paths
+from _synthetic import tiny_run_config
+
+from artquant_train import StepInfo, train
+
+WORKER = Path(__file__).resolve().parent / "_ddp_worker.py"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_processes_stay_in_step_and_equal_one_process_with_the_doubled_batch(
+    tiny_base: Path, small_data: dict[str, Path], tmp_path: Path
+) -> None:
+    record = tmp_path / "record"
+    record.mkdir()
+    root = small_data["score"].parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        str(WORKER),
+        str(tiny_base),
+        str(root),
+        str(tmp_path / "ddp"),
+        str(record),
+    ]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+
+    for step in range(1, 5):
+        rank0 = torch.load(record / f"rank0_step{step}.pt", weights_only=True)
+        rank1 = torch.load(record / f"rank1_step{step}.pt", weights_only=True)
+        assert set(rank0) == set(rank1)
+        for name in rank0:
+            assert torch.equal(rank0[name], rank1[name]), f"step {step}: {name} differs"
+
+    single: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep(info: StepInfo) -> None:
+        assert info.world_size == 1
+        state = {n: p.detach().clone() for n, p in info.model.named_parameters() if p.requires_grad}
+        state["__loss__"] = torch.tensor(info.loss, dtype=torch.float64)
+        single[info.step] = state
+
+    config = tiny_run_config(
+        tiny_base, data_paths(root), tmp_path / "single", **OVERRIDES, **{"run.batch_size": 4}
+    )
+    train(config, on_step_end=keep)
+    for step in range(1, 5):
+        ddp = torch.load(record / f"rank0_step{step}.pt", weights_only=True)
+        assert float(ddp["__loss__"]) == pytest.approx(float(single[step]["__loss__"]), rel=1e-5)
+        for name, tensor in single[step].items():
+            torch.testing.assert_close(
+                ddp[name],
+                tensor,
+                rtol=1e-4,
+                atol=1e-6,
+                msg=lambda m, n=name, s=step: f"step {s} {n}: {m}",
+            )
