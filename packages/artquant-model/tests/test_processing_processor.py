@@ -44,6 +44,8 @@ def test_left_padding_batch(processor: MPLUGOwl2Processor) -> None:
         assert batch["attention_mask"][index].tolist() == [0] * pad + [1] * len(row)
     expected = processor.image_processor([_picture(0), _picture(1)])
     assert torch.equal(batch["images"], expected)
+    threaded = processor(prompts, images=[_picture(0), _picture(1)], num_threads=2)
+    assert torch.equal(threaded["images"], expected)
     assert (batch["input_ids"] == IMAGE_TOKEN_INDEX).sum() == 2
 
 

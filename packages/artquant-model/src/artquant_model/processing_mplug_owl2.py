@@ -596,6 +596,7 @@ class MPLUGOwl2Processor:
         padding_side: Literal["left", "right"] = "left",
         *,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        num_threads: int = 1,
     ) -> BatchFeature:
         """Tokenize prompts (padding them to one length) and preprocess images.
 
@@ -605,6 +606,7 @@ class MPLUGOwl2Processor:
             padding_side: "left" (for scoring and generation: the last position is every row's
                 answer position) or "right".
             max_pixels: decompression-bomb guard passed to `load_image`.
+            num_threads: images decoded and resized at once (see `MPLUGOwl2ImageProcessor`).
 
         Returns:
             `BatchFeature` with `input_ids` (int64 [B, L], -200 at images, pad id 0 in padding),
@@ -642,7 +644,9 @@ class MPLUGOwl2Processor:
             input_ids[index, span] = torch.tensor(row, dtype=torch.long)
             attention_mask[index, span] = 1
         pixel_values = (
-            self.image_processor(image_list, max_pixels=max_pixels) if image_list else None
+            self.image_processor(image_list, max_pixels=max_pixels, num_threads=num_threads)
+            if image_list
+            else None
         )
         return BatchFeature(
             {"input_ids": input_ids, "attention_mask": attention_mask, "images": pixel_values}
