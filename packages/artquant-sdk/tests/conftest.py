@@ -25,6 +25,15 @@ def shared() -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread() -> None:
+    """Tiny models gain nothing from threads, and on a busy 2-core runner two OpenMP threads
+    per process made them up to 100x slower (measured); subprocesses get OMP_NUM_THREADS=1."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_hub(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

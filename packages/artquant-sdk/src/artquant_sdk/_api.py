@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -51,6 +52,23 @@ def _card_levels(card: ModelCard) -> Any:
             f"{spec.prompt!r}; fix the manifest"
         )
     return spec
+
+
+def _adapter_base(release: Path) -> Path | None:
+    """The local base folder a LoRA release names (``base_model_name_or_path``), if it exists.
+
+    Relative paths are taken from the release folder, as ``artquant_model.load_model`` does.
+    """
+    try:
+        config = json.loads((release / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    named = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    if not isinstance(named, str) or not named:
+        return None
+    path = Path(named).expanduser()
+    candidate = path if path.is_absolute() else release / path
+    return candidate.resolve() if candidate.is_dir() else None
 
 
 def _has_tokenizer(folder: Path) -> bool:
@@ -183,9 +201,12 @@ class ArtQuant:
         if checkpoint_format == "lora":
             base_name = base if base is not None else (card.base if card else None)
             if base_name is None:
+                base_name = _adapter_base(weights.path)
+            if base_name is None:
                 raise ValueError(
-                    f"{weights.path} is an ArtQuant LoRA release; pass base=<the full base "
-                    "checkpoint> (for ArtQuant: 'mplug-owl2-llama2-7b' or its folder)"
+                    f"{weights.path} is an ArtQuant LoRA release and its adapter_config.json "
+                    "names no local base folder; pass base=<the full base checkpoint> (for "
+                    "ArtQuant: 'mplug-owl2-llama2-7b' or its folder)"
                 )
             base_weights = resolve_weights(base_name, local_files_only=local_files_only)
         elif base is not None:
@@ -280,6 +301,7 @@ class ArtQuant:
             pixel_values.to(self.device, self.dtype),
             self._level_ids.to(self.device),
             self._values,
+            open_set=False,
         )
         scores = result.score.double().cpu().reshape(n).tolist()
         stds = result.std.double().cpu().reshape(n).tolist()
