@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 
 def shared_dir() -> Path:
@@ -51,7 +52,8 @@ def original_estimate(score: float, values: tuple[float, ...] = (10.0, 7.5, 5, 3
         level_prob = level_prob / level_prob.sum()
         return abs(np.inner(level_prob, np.array(values)) - score)
 
-    with warnings.catch_warnings():
+    # one BLAS thread: the same numbers, without OpenBLAS wake-ups on a busy CI machine
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore", RuntimeWarning)
         result = minimize(objective, [score, 1], bounds=[(-10, 10), (0.001, 1000)])
         mu, sigma = result.x

@@ -15,6 +15,10 @@ def test_record_basics():
     assert rec.normalised_score == 1.0
     assert rec.score_on(0, 10) == 10.0
     assert rec.std_on(0, 12) == pytest.approx(1.2)
+    # the own scale returns the score verbatim (1.833 / 10 * 10 is not 1.833 in floating point)
+    apdd = aq.ArtRecord(image="x.jpg", score=1.833, scale=(0, 10))
+    assert apdd.score_on(0, 10) == 1.833
+    assert aq.build_score_samples([apdd])[0].id == "x.jpg->1.833"
     with pytest.raises(ValidationError):
         rec.score = 3.0  # type: ignore[misc]
 

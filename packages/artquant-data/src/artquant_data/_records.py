@@ -188,8 +188,10 @@ class ArtRecord(BaseModel):
             high: New scale maximum.
 
         Returns:
-            The rescaled score.
+            The rescaled score (exactly ``score`` when the scale is the record's own).
         """
+        if (float(low), float(high)) == self.scale:
+            return self.score  # no round trip through [0, 1]: ids and gt_score stay verbatim
         return low + self.normalised_score * (high - low)
 
     def std_on(self, low: float, high: float) -> float | None:
