@@ -240,9 +240,11 @@ def build_attribute_samples(
             if rec.attribute_scale is None:
                 raise ValueError(f"{rec.image!r} has attribute scores but no attribute_scale")
             low, high = rec.attribute_scale
-            target = target_scale[0] + (value - low) / (high - low) * (
-                target_scale[1] - target_scale[0]
-            )
+            if (float(low), float(high)) == (float(target_scale[0]), float(target_scale[1])):
+                target = value  # verbatim on its own scale
+            else:
+                span = target_scale[1] - target_scale[0]
+                target = target_scale[0] + (value - low) / (high - low) * span
             rows.append((rec, name, target))
     targets = np.array([t for _, _, t in rows], dtype=np.float64)
     probs = estimate_level_distribution(targets, values) if rows else np.zeros((0, len(values)))
