@@ -283,3 +283,16 @@ def test_expected_score_and_std():
         aq.score_std([-0.1, 0.3, 0.3, 0.3, 0.2])
     with pytest.raises(ValueError, match="sums to 0"):
         aq.expected_score([0, 0, 0, 0, 0])
+
+
+def test_apddv2_train_fit_statistics(apddv2_dir):
+    """reference-artquant.md §4 on the 8019 APDDv2 training scores: sigma* in [0.80, 1.18]
+    (mean 1.05), expectation within 2e-7 of the score, mean top probability 0.71."""
+    scores = np.array([r.score for r in aq.load_apddv2(apddv2_dir, splits=["train"])])
+    _, sigma = aq.fit_level_gaussian(scores)
+    probs = aq.estimate_level_distribution(scores)
+    assert sigma.min() == pytest.approx(0.80, abs=0.005)
+    assert sigma.max() == pytest.approx(1.18, abs=0.005)
+    assert sigma.mean() == pytest.approx(1.05, abs=0.005)
+    assert np.abs(aq.expected_score(probs) - scores).max() < 2e-7
+    assert probs.max(axis=1).mean() == pytest.approx(0.71, abs=0.005)
