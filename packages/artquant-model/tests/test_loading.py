@@ -282,3 +282,15 @@ def test_lora_release_errors(tiny_fixture_dir: Path, tmp_path: Path) -> None:
     (release / "adapter_model.bin").unlink()
     with pytest.raises(CheckpointError, match="none of"):
         load_model(release, base=base)
+
+
+def test_writing_to_a_loaded_model_leaves_the_checkpoint_intact(tiny_dir: Path) -> None:
+    # Same-dtype tensors stay memory-mapped (no second copy); the mapping must be private.
+    model = load_model(tiny_dir)
+    before = (tiny_dir / "model.safetensors").read_bytes()
+    with torch.no_grad():
+        model.model.norm.weight.add_(1.0)
+    assert (tiny_dir / "model.safetensors").read_bytes() == before
+    assert torch.equal(
+        load_model(tiny_dir).model.norm.weight, tiny_model(seed=21).model.norm.weight
+    )

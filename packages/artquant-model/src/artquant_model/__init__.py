@@ -1,7 +1,13 @@
 """artquant_model: mPLUG-Owl2 (the ArtQuant / Q-Align / DeQA-Score backbone) on transformers 5.
 
-Native transformers classes for the model (no remote code, nothing patched), loaders for the
-released checkpoint formats, and the tiny random models of :mod:`artquant_model.testing`.
+* the model as native transformers classes (:class:`MPLUGOwl2Config`,
+  :class:`MPLUGOwl2ForCausalLM`; no remote code, nothing patched) and :func:`load_model` for the
+  released checkpoint formats (full folders, ArtQuant LoRA releases);
+* the original tokenizer and image preprocessing (:class:`MPLUGOwl2Processor`,
+  :func:`load_tokenizer`, :class:`MPLUGOwl2ImageProcessor`, the prompt constants);
+* level scoring as configuration (:class:`LevelSpec`, :data:`ARTQUANT_LEVELS`,
+  :func:`level_scores`, :func:`score_images`);
+* tiny random models and tokenizers for tests in :mod:`artquant_model.testing`.
 
 Example:
     >>> import torch

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import torch
 from safetensors import safe_open
 from torch import nn
+from transformers.utils import logging as hf_logging
 
 from artquant_model.configuration_mplug_owl2 import MPLUGOwl2Config
 from artquant_model.modeling_mplug_owl2 import (
@@ -63,6 +64,7 @@ _DTYPES = {
     "fp16": torch.float16,
 }
 _MAX_LISTED = 20
+_PROGRESS_MIN_TENSORS = 200  # the tiny test models (112 tensors) load without a bar
 
 
 class CheckpointError(ValueError):
@@ -286,7 +288,11 @@ def _fill(
             + "; ".join(parts)
         )
     state: dict[str, torch.Tensor] = {}
-    for name in names:
+    # transformers' tqdm, so that transformers.utils.logging.disable_progress_bar() silences it.
+    progress = hf_logging.tqdm(
+        names, desc="Loading weights", unit="tensor", disable=len(names) < _PROGRESS_MIN_TENSORS
+    )
+    for name in progress:
         tensor = source.pop(name)
         target = expected[name]
         if tuple(tensor.shape) != tuple(target.shape):

@@ -152,8 +152,8 @@ def save_tiny_model(directory: str | os.PathLike[str], seed: int = 0, **override
 
     Example:
         >>> import tempfile
-        >>> folder = save_tiny_model(tempfile.mkdtemp())
-        >>> sorted(p.name for p in folder.iterdir())
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     sorted(p.name for p in save_tiny_model(tmp).iterdir())
         ['config.json', 'generation_config.json', 'model.safetensors']
     """
     folder = Path(directory)
