@@ -302,3 +302,27 @@ def test_mps_float32_matches_the_reference(
     results = mps.score(pictures, batch_size=2)
     for result, expected in zip(results, reference["artquant.score_artquant"], strict=True):
         assert result.score == pytest.approx(expected.item(), abs=1e-4)
+
+
+def test_modelzoo_names_load_from_the_modelzoo_folder(
+    fixture_dir: Path,
+    tokenizer_dir: Path,
+    pictures: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``artquant-apdd`` resolves its LoRA release, its base and the base's tokenizer by name."""
+    zoo = tmp_path / "zoo"
+    shutil.copytree(fixture_dir / "artquant_style_lora", zoo / "artquant-apdd")
+    shutil.copytree(fixture_dir / "checkpoint", zoo / "mplug-owl2-llama2-7b")
+    shutil.copy(tokenizer_dir / "tokenizer.model", zoo / "mplug-owl2-llama2-7b")
+    shutil.copytree(zoo / "mplug-owl2-llama2-7b", zoo / "one-align")
+    monkeypatch.setenv("ARTQUANT_MODELZOO", str(zoo))
+
+    apdd = ArtQuant.from_pretrained("artquant-apdd", local_files_only=True, device="cpu")
+    assert apdd.name == "artquant-apdd"
+    assert apdd.score(pictures[0])[0].score == pytest.approx(5.670800, abs=SCORE_ATOL)
+
+    onealign = ArtQuant.from_pretrained("one-align", local_files_only=True, device="cpu")
+    assert onealign.level_spec.name == "onealign"
+    assert onealign.scale == (1.0, 5.0)

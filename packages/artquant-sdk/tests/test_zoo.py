@@ -257,3 +257,37 @@ def test_hub_cache_is_used_before_downloading(
     assert resolved.path == cached
     assert len(hub.calls) == 1
     assert hub.calls[0]["local_files_only"] is True
+
+
+def test_installed_from_a_wheel_uses_the_bundled_manifest_and_the_hub_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import artquant_sdk._zoo as zoo
+
+    site = tmp_path / "site-packages" / "artquant_sdk"
+    site.mkdir(parents=True)
+    monkeypatch.setattr(zoo, "__file__", str(site / "_zoo.py"))
+    assert modelzoo_dir() is None
+    assert manifest_path() == BUNDLED
+    hub = _FakeHub()
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    resolve_weights("one-align")
+    assert hub.calls[-1]["local_dir"] is None  # downloads go to the hub cache
+
+
+def test_every_card_agrees_with_its_level_preset() -> None:
+    from artquant_sdk._api import _card_levels
+
+    for card in list_models():
+        spec = _card_levels(card)
+        assert spec.name == card.levels
+        assert tuple(spec.scale) == card.scale
+        assert spec.prompt == card.prompt
+
+
+def test_a_card_contradicting_its_preset_is_refused() -> None:
+    from artquant_sdk._api import _card_levels
+
+    card = get_model_card("one-align").model_copy(update={"scale": (0.0, 1.0)})
+    with pytest.raises(ManifestError, match="fix the manifest"):
+        _card_levels(card)
