@@ -442,3 +442,42 @@ class CliPipeline:
             if deadline is not None and time.perf_counter() > deadline:
                 break
         return done, scores
+
+
+_SYNC_OPS = frozenset({"aten.is_nonzero", "aten.item", "aten._local_scalar_dense", "aten.nonzero",
+                       "aten.masked_select", "aten.equal"})  # fmt: skip
+
+
+def count_host_syncs(fn: Callable[[], Any]) -> dict[str, int]:
+    """Operators in one call of ``fn`` that make the host wait for the device, by name.
+
+    On a GPU each of them drains the launch queue: the device idles while Python issues the next
+    kernels. They are free on a CPU, so this count (taken at the dispatcher, on any device) is
+    how a CPU-only machine can see a GPU stall: ``bool(t)``/``.item()`` (``is_nonzero``,
+    ``item``), ``nonzero``, ``masked_select``, and indexing or index-assignment with a boolean
+    mask (``index[bool]``, ``index_put_[bool]``), which need the mask's count first.
+
+    Returns:
+        ``{"total": n, "<op>": count, ...}``.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    counts: dict[str, int] = {}
+
+    def has_bool_index(args: tuple[Any, ...]) -> bool:
+        indices = args[1] if len(args) > 1 else ()
+        return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices or ())
+
+    class _Counter(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            name = str(func.overloadpacket)
+            if name in _SYNC_OPS or (
+                name in ("aten.index", "aten.index_put_", "aten.index_put") and has_bool_index(args)
+            ):
+                key = name + ("[bool]" if name.startswith("aten.index") else "")
+                counts[key] = counts.get(key, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    with _Counter():
+        fn()
+    return {"total": sum(counts.values()), **dict(sorted(counts.items()))}

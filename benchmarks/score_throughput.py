@@ -35,6 +35,8 @@ from _pipeline import (
     CliPipeline,
     ImageFiles,
     build_random_model,
+    count_host_syncs,
+    fast_scores,
     make_image_processor,
     matmul_peak_tflops,
     plain_scores,
@@ -292,6 +294,9 @@ def run(args: argparse.Namespace) -> Recorder:
         )
 
         dataset = ImageFiles(paths, processor, dtype)
+        probe = torch.stack([dataset[i][1] for i in range(min(len(dataset), 8))]).to(device)
+        syncs = count_host_syncs(lambda: fast_scores(model, probe))
+        recorder.emit(kind="host_syncs", batch_size=probe.shape[0], **syncs)
         sample = torch.stack(
             [dataset[i][1] for i in range(min(len(dataset), max(args.batch_sizes)))]
         )

@@ -115,3 +115,24 @@ def test_resolve_dtype() -> None:
     assert resolve_dtype("Float32") is torch.float32
     with pytest.raises(ValueError, match="unknown dtype 'int8'"):
         resolve_dtype("int8")
+
+
+def test_count_host_syncs_sees_each_kind() -> None:
+    from _pipeline import count_host_syncs
+
+    x = torch.arange(6.0)
+
+    def work() -> None:
+        bool((x > 2).any())  # one scalar read
+        x[x > 2]  # boolean indexing needs the mask's count
+        x.sum().item()  # another scalar read
+        torch.nonzero(x)
+        x + 1  # no sync
+
+    assert count_host_syncs(work) == {
+        "total": 4,
+        "aten._local_scalar_dense": 2,
+        "aten.index[bool]": 1,
+        "aten.nonzero": 1,
+    }
+    assert count_host_syncs(lambda: x * 2) == {"total": 0}
