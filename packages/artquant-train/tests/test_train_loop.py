@@ -274,3 +274,111 @@ def test_lr_schedule_warmup_and_cosine() -> None:
     assert lr_multiplier(50, 100, 0, "constant") == 1.0
     with pytest.raises(ValueError, match="scheduler"):
         lr_multiplier(1, 10, 0, "step")
+
+
+def test_attribute_samples_train_like_score_samples_with_their_own_prefix(
+    tiny_base: Path, small_data: dict[str, Path], tmp_path: Path
+) -> None:
+    rows = json.loads(small_data["score"].read_text())[:2]
+    attribute = [
+        {
+            **rows[0],
+            "task_type": "attribute",
+            "attribute": "Color",
+            "conversations": [
+                {"from": "human", "value": "Rate the colour of this painting.\n<|image|>"},
+                {"from": "gpt", "value": "The colour of the painting is fair."},
+            ],
+        },
+        {
+            **rows[1],
+            "task_type": "attribute",
+            "attribute": "Color",
+            "conversations": [
+                {"from": "human", "value": "Rate the colour.\n<|image|>"},
+                {"from": "gpt", "value": "Colour: superb."},
+            ],
+        },
+    ]
+    tok = tiny_tokenizer()
+    good = write_json(tmp_path / "attr.json", attribute[:1])
+    config = tiny_run_config(
+        tiny_base, small_data, tmp_path, **{"data.train": [{"path": str(good)}]}
+    )
+    (item,), level_ids = build_training_items(config, tok)
+    assert item.is_score
+    assert item.encoded.level_index is not None
+    assert item.encoded.input_ids[item.encoded.level_index] == level_ids[2]  # "fair"
+    as_text = tiny_run_config(
+        tiny_base,
+        small_data,
+        tmp_path,
+        **{"data.train": [{"path": str(good)}], "data.attribute_samples": "description"},
+    )
+    (plain,), _ = build_training_items(as_text, tok)
+    assert not plain.is_score
+    bad = write_json(tmp_path / "attr_bad.json", attribute[1:])
+    config = tiny_run_config(
+        tiny_base, small_data, tmp_path, **{"data.train": [{"path": str(bad)}]}
+    )
+    with pytest.raises(AnswerFormatError, match="must end with a level word"):
+        build_training_items(config, tok)
+
+
+def test_gradient_checkpointing_gives_the_same_training(
+    tiny_base: Path, small_data: dict[str, Path], tmp_path: Path
+) -> None:
+    finals = []
+    for flag in (False, True):
+        last: dict[str, torch.Tensor] = {}
+        train(
+            tiny_run_config(
+                tiny_base,
+                small_data,
+                tmp_path / str(flag),
+                **{
+                    "model.gradient_checkpointing": flag,
+                    "run.max_steps": 2,
+                    "lora.dropout": 0.0,
+                    "checkpoint.every": 0,
+                },
+            ),
+            on_step_end=lambda info, last=last: last.update(_trainable(info.model)),
+        )
+        finals.append(last)
+    for name, tensor in finals[0].items():
+        torch.testing.assert_close(finals[1][name], tensor, rtol=1e-5, atol=1e-7)
+
+
+def test_run_level_errors(
+    tiny_base: Path, small_data: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from artquant_train import TrainError
+
+    with pytest.raises(TrainError, match="is not a checkpoint folder"):
+        train(tiny_run_config(tmp_path / "no-base", small_data, tmp_path / "a"))
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(TrainError, match=r"artquant-train\[tensorboard\]"):
+            train(
+                tiny_run_config(
+                    tiny_base,
+                    small_data,
+                    tmp_path / "b",
+                    **{"logging.tensorboard": "on", "run.max_steps": 1},
+                )
+            )
+    out = tmp_path / "c"
+    train(tiny_run_config(tiny_base, small_data, out, **{"run.max_steps": 2}))
+    with caplog.at_level("WARNING", logger="artquant_train.loop"):
+        train(
+            tiny_run_config(
+                tiny_base,
+                small_data,
+                out,
+                **{"run.max_steps": 3, "run.resume": True, "optim.lr": 5e-4},
+            )
+        )
+    assert "optim.lr" in caplog.text
+    assert "run.max_steps" not in caplog.text.split("exact continuation:")[-1]

@@ -121,6 +121,10 @@ class DataConfig(_Frozen):
         group_by_length: form batches of similar length (less padding, faster).
         num_workers: DataLoader worker processes for image decoding.
         template: the training chat template.
+        attribute_samples: how ``task_type: attribute`` samples (``The color of the painting is
+            good.``) train: ``score`` = like score samples (KL on their ``level_probs`` at the
+            level word, CE without it; the prefix is the answer's text before the level word),
+            ``description`` = plain answer cross-entropy.
     """
 
     train: tuple[DataSource, ...] = Field(min_length=1)
@@ -130,6 +134,7 @@ class DataConfig(_Frozen):
     group_by_length: bool = True
     num_workers: int = Field(default=0, ge=0)
     template: TemplateConfig = TemplateConfig()
+    attribute_samples: Literal["score", "description"] = "score"
 
 
 class LevelsConfig(_Frozen):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,12 @@ import torch
 from torch.utils.data import Dataset
 
 from artquant_train.conversation import EncodedConversation, encode_conversation
-from artquant_train.errors import EmptyDatasetError, MissingImageError, SampleError
+from artquant_train.errors import (
+    AnswerFormatError,
+    EmptyDatasetError,
+    MissingImageError,
+    SampleError,
+)
 from artquant_train.losses import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
@@ -128,6 +134,21 @@ def _task(sample: Any) -> str:
     return task
 
 
+def attribute_prefix(answer: str, words: Sequence[str]) -> str:
+    """The text before the level word of an attribute answer (``The color of the painting is``).
+
+    Raises:
+        AnswerFormatError: the answer does not end with one of ``words`` (and punctuation).
+    """
+    alternatives = "|".join(re.escape(word) for word in words)
+    match = re.match(rf"^(.*\S)\s+(?:{alternatives})\W*$", answer.strip(), flags=re.DOTALL)
+    if match is None:
+        raise AnswerFormatError(
+            f"attribute answer {answer!r} must end with a level word {list(words)}"
+        )
+    return match.group(1)
+
+
 def encode_samples(
     samples: Sequence[Any],
     *,
@@ -140,6 +161,8 @@ def encode_samples(
     max_length: int,
     source: str,
     progress: bool = False,
+    level_words: Sequence[str] = (),
+    attribute_samples: str = "score",
 ) -> list[TrainItem]:
     """Encode samples of one source into :class:`TrainItem` (tokens, labels, targets).
 
@@ -156,6 +179,8 @@ def encode_samples(
         max_length: maximum ids per sample.
         source: the file name, for messages.
         progress: show a tqdm bar.
+        level_words: the level words (to find an attribute answer's own prefix).
+        attribute_samples: ``score`` (KL at the level word) or ``description`` (plain CE).
 
     Returns:
         The encoded items.
@@ -180,15 +205,25 @@ def encode_samples(
 
         iterator = tqdm(iterator, total=len(samples), desc=f"encode {Path(source).name}")
     items: list[TrainItem] = []
+    prefixes: dict[str, list[int]] = {}
     for sample, path in iterator:
-        is_score = _task(sample) in SCORE_TASKS
+        task = _task(sample)
+        is_score = task in SCORE_TASKS or (task == "attribute" and attribute_samples == "score")
         try:
+            levels, prefix_text = score_levels, level_prefix
+            if task == "attribute" and is_score:
+                prefix_text = attribute_prefix(sample.conversations[-1].value, level_words)
+                if prefix_text not in prefixes:
+                    prefixes[prefix_text] = list(
+                        tokenizer(prefix_text, add_special_tokens=False)["input_ids"]
+                    )
+                levels = (prefixes[prefix_text], score_levels[1])
             encoded = encode_conversation(
                 sample.conversations,
                 tokenizer,
                 template,
-                score_levels=score_levels if is_score else None,
-                level_prefix=level_prefix,
+                score_levels=levels if is_score else None,
+                level_prefix=prefix_text,
                 max_length=max_length,
             )
             probs = tuple(float(p) for p in level_probs_for(sample)) if is_score else None
@@ -352,6 +387,7 @@ def level_positions_from_rank(
 __all__ = [
     "TrainItem",
     "TrainingDataset",
+    "attribute_prefix",
     "check_images",
     "collate_rows",
     "encode_samples",

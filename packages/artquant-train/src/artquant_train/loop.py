@@ -242,6 +242,8 @@ def build_training_items(
                 max_length=config.data.max_length,
                 source=str(path),
                 progress=progress,
+                level_words=config.levels.words,
+                attribute_samples=config.data.attribute_samples,
             )
         )
     items = mix_sources(per_source, [s.weight for s in config.data.train], config.run.seed)
@@ -266,6 +268,12 @@ class _Run:
 
         self.config = config
         self.on_step_end = on_step_end
+        if not Path(config.model.base).is_dir():
+            raise TrainError(
+                f"model.base {config.model.base!r} is not a checkpoint folder. Pass the folder of "
+                "the base model (e.g. mplug-owl2-llama2-7b; `artquant download NAME` fetches "
+                "ModelZoo models into a folder)."
+            )
         mixed, self.weight_dtype = _precision(config)
         use_cpu = config.distributed.cpu
         if use_cpu is None:
@@ -283,6 +291,8 @@ class _Run:
         )
         acc = self.accelerator
         self.rank, self.world = acc.process_index, acc.num_processes
+        if acc.is_main_process:
+            logger.info("resolved configuration:\n%s", config.to_yaml())
         self.sharded = acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
         self.output_dir = Path(config.run.output_dir)
         if acc.is_main_process:
@@ -412,6 +422,13 @@ class _Run:
             logger.warning("resume: no complete checkpoint in %s, starting fresh", self.output_dir)
             return
         state = read_trainer_state(checkpoint)
+        changed = _changed_settings(checkpoint / "train_config.yaml", self.config)
+        if changed:
+            logger.warning(
+                "resume: these settings differ from the checkpoint's, so the run will not be "
+                "an exact continuation: %s",
+                ", ".join(changed),
+            )
         if self.sharded:
             self.accelerator.load_state(str(checkpoint))
         else:
@@ -599,6 +616,45 @@ class _Run:
         for key, value in values.items():
             if math.isfinite(value):
                 self.writer.add_scalar(key, value, self.state.global_step)
+
+
+# Settings that may change between an interrupted run and its resumption without changing what
+# the remaining steps compute.
+_RESUME_FREE = (
+    "run.resume",
+    "run.max_steps",
+    "run.epochs",
+    "checkpoint.",
+    "validation.",
+    "logging.",
+    "run.output_dir",
+    "data.num_workers",
+    "data.val",
+)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix[:-1]: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_flatten(value, f"{prefix}{key}."))
+    return out
+
+
+def _changed_settings(saved: Path, config: TrainConfig) -> list[str]:
+    """Dotted keys whose value differs from the checkpoint's config (ignoring harmless ones)."""
+    import yaml
+
+    if not saved.is_file():
+        return []
+    before = _flatten(yaml.safe_load(saved.read_text(encoding="utf-8")) or {})
+    after = _flatten(config.model_dump(mode="json"))
+    return sorted(
+        key
+        for key in set(before) | set(after)
+        if before.get(key) != after.get(key) and not key.startswith(_RESUME_FREE)
+    )
 
 
 def _accelerator_available() -> bool:
