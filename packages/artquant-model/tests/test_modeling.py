@@ -349,3 +349,18 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
     assert any("vision_model" in name for name in plain)
     for name, grad in plain.items():
         torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_return_dict_false_gives_a_tuple(model: MPLUGOwl2ForCausalLM) -> None:
+    ids = torch.tensor([[1, 10, IMG, 11]])
+    images = _images(1)
+    with torch.no_grad():
+        as_tuple = model(input_ids=ids, images=images, use_cache=False, return_dict=False)
+        as_output = model(input_ids=ids, images=images, use_cache=False)
+    assert isinstance(as_tuple, tuple)
+    assert torch.equal(as_tuple[0], as_output.logits)
+
+
+def test_unknown_attention_implementation_is_refused() -> None:
+    with pytest.raises(ValueError, match="bogus"):
+        tiny_model(attn_implementation="bogus")
