@@ -435,27 +435,23 @@ def test_sharded_rank0_gives_up_after_merge_timeout(
 
 
 @pytest.mark.slow
-def test_torchrun_launch_shards_and_merges(
+def test_accelerate_launch_shards_and_merges(
     tmp_path: Path, tiny_checkpoint: Path, oasis: list[Path]
 ) -> None:
-    """The documented launcher: torchrun starts two processes that set RANK/WORLD_SIZE."""
+    """The documented launcher: ``accelerate launch --multi_gpu --num_processes 2 -m ...``.
+
+    accelerate starts the processes through torch's elastic launcher (as torchrun does), which
+    sets RANK/WORLD_SIZE/LOCAL_RANK; ``--device cpu`` lets this run without GPUs.
+    """
+    pytest.importorskip("accelerate")
     out = tmp_path / "launched.csv"
     paths = [str(p) for p in oasis[:6]]
     args = _score_args(tiny_checkpoint, out, "--workers", "0")
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
+    launcher += ["--num_processes", "2", "--num_machines", "1", "--main_process_port", "0"]
+    launcher += ["--mixed_precision", "no", "--dynamo_backend", "no"]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            "0",
-            "-m",
-            "artquant_sdk.cli",
-            *args,
-            *paths,
-        ],
+        [*launcher, "-m", "artquant_sdk.cli", *args, *paths],
         capture_output=True,
         text=True,
         timeout=300,
@@ -464,3 +460,4 @@ def test_torchrun_launch_shards_and_merges(
     assert proc.returncode == 0, proc.stderr
     assert "[rank 1/2]" in proc.stderr
     assert [r["image"] for r in _rows(out)] == paths
+    assert not parts_dir(out).exists()

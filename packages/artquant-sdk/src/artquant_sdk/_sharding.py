@@ -1,12 +1,13 @@
 """Splitting ``artquant score`` over several processes and merging their rows.
 
-Launchers (``accelerate launch``, ``torchrun``) start one process per device and set ``RANK``,
-``WORLD_SIZE`` and ``LOCAL_RANK``. Every process expands the same inputs to the same ordered
-list, takes every ``WORLD_SIZE``-th file starting at its ``RANK`` and appends its rows to its own
-part file, ``.<out name>.parts/rank<k>-of-<n>.<ext>`` beside the output. Rank 0, after its own
-share, waits until every part holds a row for every file of its share, then writes the output
-with each file exactly once, in input order (through a temporary file and an atomic rename),
-and removes the parts. No process group is needed, only a folder that every process sees.
+Launchers (``accelerate launch --multi_gpu``, ``torchrun``) start one process per device and
+set ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``. Every process expands the same inputs to the
+same ordered list, takes every ``WORLD_SIZE``-th file starting at its ``RANK`` and appends its
+rows to its own part file, ``.<out name>.parts/rank<k>-of-<n>.<ext>`` beside the output. Rank 0,
+after its own share, waits until every part holds a row for every file of its share, then
+writes the output with each file exactly once, in input order (through a temporary file and an
+atomic rename), and removes the parts. No process group is needed, only a folder that every
+process sees.
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ Exit codes: 0 every input file has a row (scored or with an ``error``); 1 the ru
 inputs, an output that exists without ``--resume``/``--overwrite``); 3 the model could not be
 loaded or downloaded; 130 interrupted (rerun with ``--resume``).
 
-Several processes: ``accelerate launch -m artquant_sdk.cli score ...`` or
-``torchrun --nproc-per-node N -m artquant_sdk.cli score ...`` (see :mod:`artquant_sdk._sharding`).
+Several processes: ``accelerate launch --multi_gpu --num_processes N -m artquant_sdk.cli score ...``
+or ``torchrun --nproc-per-node N -m artquant_sdk.cli score ...`` (see
+:mod:`artquant_sdk._sharding`).
 """
 
 from __future__ import annotations
