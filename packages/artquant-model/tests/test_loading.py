@@ -294,3 +294,23 @@ def test_writing_to_a_loaded_model_leaves_the_checkpoint_intact(tiny_dir: Path) 
     assert torch.equal(
         load_model(tiny_dir).model.norm.weight, tiny_model(seed=21).model.norm.weight
     )
+
+
+def test_invalid_config_is_a_checkpoint_error(tiny_dir: Path) -> None:
+    config = json.loads((tiny_dir / "config.json").read_text())
+    (tiny_dir / "config.json").write_text(json.dumps({**config, "num_attention_heads": 5}))
+    with pytest.raises(CheckpointError, match=r"invalid .*config\.json"):
+        load_model(tiny_dir)
+    visual = config["visual_config"]
+    visual["visual_abstractor"]["grid_size"] = 3
+    (tiny_dir / "config.json").write_text(json.dumps({**config, "visual_config": visual}))
+    with pytest.raises(CheckpointError, match="squared must equal"):
+        load_model(tiny_dir)
+
+
+def test_tied_embeddings_load_without_an_lm_head_tensor(tmp_path: Path) -> None:
+    folder = save_tiny_model(tmp_path / "tied", seed=2, tie_word_embeddings=True)
+    assert "lm_head.weight" not in load_file(folder / "model.safetensors")
+    model = load_model(folder)
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    torch.testing.assert_close(_probe(model), _probe(tiny_model(seed=2, tie_word_embeddings=True)))

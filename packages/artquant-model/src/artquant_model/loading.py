@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from safetensors import safe_open
 from torch import nn
 from transformers.utils import logging as hf_logging
@@ -241,7 +242,7 @@ def _read_config(folder: Path) -> MPLUGOwl2Config:
         raise CheckpointError(f"{folder} has no {CONFIG_FILE}")
     try:
         return MPLUGOwl2Config.from_pretrained(folder)
-    except (ValueError, TypeError, OSError) as error:
+    except (ValueError, TypeError, OSError, StrictDataclassError) as error:
         raise CheckpointError(f"invalid {folder / CONFIG_FILE}: {error}") from error
 
 
@@ -275,7 +276,7 @@ def _fill(
     missing = [
         name for name in expected if name not in names and not name.endswith(_RECOMPUTABLE_SUFFIXES)
     ]
-    if config_tied(model) and "lm_head.weight" in missing:
+    if _config_tied(model) and "lm_head.weight" in missing:
         missing.remove("lm_head.weight")
     if missing or unexpected:
         parts = []
@@ -307,12 +308,12 @@ def _fill(
             )
         state[name] = tensor.to(device=device, dtype=dtype)
     model.load_state_dict(state, strict=False, assign=True)
-    if config_tied(model):
+    if _config_tied(model):
         model.tie_weights()
     _materialise_buffers(model, set(names), dtype, device)
 
 
-def config_tied(model: MPLUGOwl2ForCausalLM) -> bool:
+def _config_tied(model: MPLUGOwl2ForCausalLM) -> bool:
     return bool(getattr(model.config, "tie_word_embeddings", False))
 
 
