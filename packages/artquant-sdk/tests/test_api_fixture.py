@@ -242,6 +242,8 @@ def test_bad_device_dtype_and_levels_are_rejected_before_loading(
         ArtQuant.from_pretrained(ckpt, tokenizer=tokenizer_dir, dtype="int8")
     with pytest.raises(ValueError, match="unknown level preset 'stars'"):
         ArtQuant.from_pretrained(ckpt, tokenizer=tokenizer_dir, levels="stars")
+    with pytest.raises(ValueError, match="levels must be a preset name"):
+        ArtQuant.from_pretrained(ckpt, tokenizer=tokenizer_dir, levels=5)  # type: ignore[arg-type]
 
 
 def test_bfloat16_on_cpu_runs_in_bfloat16_close_to_float32(

@@ -356,6 +356,20 @@ def test_describe_prints_text(
     assert cli.main([*args, "--max-new-tokens", "4"]) == 0
     assert capsys.readouterr().out.strip()
     assert cli.main(["describe", "missing.jpg", "--model", str(tiny_checkpoint)]) == 2
+    capsys.readouterr()
+
+
+def test_describe_of_a_broken_image_fails_with_one_line(
+    tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff garbage")
+    args = ["describe", str(broken), "--model", str(tiny_checkpoint), "--device", "cpu"]
+    assert cli.main(args) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "ImageLoadError" in err
+    assert "broken.jpg" in err
+    assert "Traceback" not in err
 
 
 def _as_rank(monkeypatch: pytest.MonkeyPatch, rank: int, world_size: int = 2) -> None:

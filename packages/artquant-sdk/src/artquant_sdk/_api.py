@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -18,6 +18,9 @@ from artquant_sdk._inputs import ImageInput, ImagesInput, as_image_list
 from artquant_sdk._types import ScoreResult
 from artquant_sdk._zoo import LEVEL_PRESETS, ModelCard, ResolvedWeights, resolve_weights
 
+if TYPE_CHECKING:  # artquant_model (and transformers) load lazily: `artquant models` stays fast
+    from artquant_model import LevelSpec, MPLUGOwl2Processor
+
 __all__ = ["ArtQuant", "level_preset"]
 
 logger = logging.getLogger(__name__)
@@ -26,7 +29,7 @@ _TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")
 _IMAGE_TOKEN = "<|image|>"
 
 
-def level_preset(name: str) -> Any:
+def level_preset(name: str) -> LevelSpec:
     """The ``artquant_model`` level spec called ``name`` ("artquant", "qalign", "onealign").
 
     Raises:
@@ -43,7 +46,7 @@ def level_preset(name: str) -> Any:
     return presets[name]
 
 
-def _card_levels(card: ModelCard) -> Any:
+def _card_levels(card: ModelCard) -> LevelSpec:
     spec = level_preset(card.levels)
     if tuple(map(float, spec.scale)) != tuple(card.scale) or spec.prompt != card.prompt:
         raise ManifestError(
@@ -118,7 +121,14 @@ class ArtQuant:
         6.84
     """
 
-    def __init__(self, model: Any, processor: Any, level_spec: Any, *, name: str = "") -> None:
+    def __init__(
+        self,
+        model: Any,
+        processor: MPLUGOwl2Processor,
+        level_spec: LevelSpec,
+        *,
+        name: str = "",
+    ) -> None:
         self.model = model
         self.processor = processor
         self.level_spec = level_spec
@@ -148,7 +158,7 @@ class ArtQuant:
         dtype: str | torch.dtype | None = None,
         revision: str | None = None,
         local_files_only: bool = False,
-        levels: str | Any | None = None,
+        levels: str | LevelSpec | None = None,
         attn_implementation: str = "sdpa",
     ) -> ArtQuant:
         """Load a scorer from a folder, a ModelZoo name or a hub id.
@@ -183,6 +193,7 @@ class ArtQuant:
                 checkpoint, or a LoRA release without a base.
             FileNotFoundError: No tokenizer could be found.
         """
+        import artquant_model
         from artquant_model import (
             MPLUGOwl2Processor,
             detect_checkpoint_format,
@@ -230,8 +241,13 @@ class ArtQuant:
             level_spec = _card_levels(card) if card is not None else level_preset("artquant")
         elif isinstance(levels, str):
             level_spec = level_preset(levels)
-        else:
+        elif isinstance(levels, artquant_model.LevelSpec):
             level_spec = levels
+        else:
+            raise ValueError(
+                f"levels must be a preset name {list(LEVEL_PRESETS)} or an "
+                f"artquant_model.LevelSpec; got {type(levels).__name__}"
+            )
 
         logger.info(
             "loading %s (%s%s) on %s in %s",
@@ -308,7 +324,8 @@ class ArtQuant:
         probs = result.probs.double().cpu().reshape(n, -1).tolist()
         return list(zip(scores, stds, probs, strict=True))
 
-    def _result(self, image: str, score: float, std: float, probs: list[float]) -> ScoreResult:
+    def to_result(self, image: str, score: float, std: float, probs: list[float]) -> ScoreResult:
+        """Wrap one row of :meth:`score_pixel_values` as a :class:`ScoreResult`."""
         words = self.level_words
         best = max(range(len(words)), key=probs.__getitem__)
         return ScoreResult(
@@ -360,7 +377,7 @@ class ArtQuant:
                 for (image_id, _), (score, std, probs) in zip(
                     chunk, self.score_pixel_values(pixels), strict=True
                 ):
-                    results.append(self._result(image_id, score, std, probs))
+                    results.append(self.to_result(image_id, score, std, probs))
                 bar.update(len(chunk))
         return results
 

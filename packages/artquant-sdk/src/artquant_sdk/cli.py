@@ -220,7 +220,7 @@ def _score_rows(scorer: Any, batch: list[Any]) -> list[dict[str, object]]:
             rows[group[0].index] = {"image": group[0].image, "error": describe_error(error)}
             continue
         for d, (score, std, probs) in zip(group, scored, strict=True):
-            result = scorer._result(d.image, score, std, probs)
+            result = scorer.to_result(d.image, score, std, probs)
             row: dict[str, object] = {
                 "image": d.image,
                 "score": result.score,
@@ -471,6 +471,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _ModelLoadError as error:
         print(f"artquant {args.command}: error: {error}", file=sys.stderr)
         return EXIT_MODEL
+    except Exception as error:
+        # Anything unforeseen still ends with one readable line (the traceback with -v).
+        logger.debug("unexpected error", exc_info=True)
+        print(
+            f"artquant {args.command}: error: {type(error).__name__}: {error}"
+            + ("" if args.verbose else " (rerun with -v for the traceback)"),
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(
             f"artquant {args.command}: interrupted; rows written so far are kept "
