@@ -1,0 +1,79 @@
+"""Snapshot of the public surface: other packages build on exactly these names."""
+
+from __future__ import annotations
+
+import artquant_model
+import artquant_model.testing
+
+PUBLIC = {
+    # model, configuration and loading
+    "CheckpointError",
+    "MPLUGOwl2AbstractorConfig",
+    "MPLUGOwl2Config",
+    "MPLUGOwl2ForCausalLM",
+    "MPLUGOwl2Model",
+    "MPLUGOwl2PreTrainedModel",
+    "MPLUGOwl2VisionConfig",
+    "MultimodalInputs",
+    "detect_checkpoint_format",
+    "load_model",
+    # processing, levels and scoring
+    "ARTQUANT_LEVELS",
+    "ARTQUANT_SCORE_PROMPT",
+    "DEFAULT_IMAGE_TOKEN",
+    "DESCRIBE_PROMPT",
+    "IMAGE_TOKEN_INDEX",
+    "ImageLoadError",
+    "ImageProcessorConfig",
+    "LEVEL_PRESETS",
+    "LevelScore",
+    "LevelScores",
+    "LevelSpec",
+    "MPLUGOwl2ImageProcessor",
+    "MPLUGOwl2Processor",
+    "ONEALIGN_LEVELS",
+    "QALIGN_AESTHETICS_PROMPT",
+    "QALIGN_LEVELS",
+    "QALIGN_SCORE_PROMPT",
+    "level_scores",
+    "load_image",
+    "load_tokenizer",
+    "open_set_level_probs",
+    "score_images",
+    "score_pixel_values",
+    "tokenizer_image_token",
+    "__version__",
+}
+
+
+def test_package_exports_exactly_the_public_names() -> None:
+    assert set(artquant_model.__all__) == PUBLIC
+    assert len(artquant_model.__all__) == len(PUBLIC)  # no duplicates
+    for name in PUBLIC:
+        assert getattr(artquant_model, name) is not None
+
+
+def test_testing_module_exports() -> None:
+    assert set(artquant_model.testing.__all__) == {
+        "TINY_VOCAB_SIZE",
+        "save_tiny_checkpoint",
+        "save_tiny_model",
+        "tiny_config",
+        "tiny_model",
+        "tiny_tokenizer",
+    }
+
+
+def test_version_comes_from_package_metadata() -> None:
+    from importlib.metadata import version
+
+    assert artquant_model.__version__ == version("artquant-model") == "0.1.0"
+
+
+def test_auto_classes_know_mplug_owl2_after_import() -> None:
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    config = AutoConfig.for_model("mplug_owl2")
+    assert isinstance(config, artquant_model.MPLUGOwl2Config)
+    assert AutoModelForCausalLM._model_mapping[type(config)] is artquant_model.MPLUGOwl2ForCausalLM
+    assert AutoModel._model_mapping[type(config)] is artquant_model.MPLUGOwl2Model
