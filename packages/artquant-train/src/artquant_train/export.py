@@ -18,6 +18,7 @@ Without LoRA, or with ``checkpoint.merge_lora``, it is a full checkpoint
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,26 +34,46 @@ logger = logging.getLogger(__name__)
 NON_LORA_FILE = "non_lora_trainables.bin"
 
 
+def _clean(name: str) -> str:
+    return name.replace(".base_layer.", ".")
+
+
 def non_lora_trainables(
-    model: nn.Module, dtype: torch.dtype | None = None
+    model: nn.Module,
+    dtype: torch.dtype | None = None,
+    *,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+    trainable_names: Collection[str] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Trainable tensors that are not LoRA adapters, keyed as the original release.
 
     Args:
         model: the prepared (peft-wrapped) model.
         dtype: cast to this dtype (``None`` keeps each tensor's own).
+        state_dict: the prepared model's tensors by name (``None``: its live parameters).
+        trainable_names: names of the trainable tensors (``None``: those with
+            ``requires_grad``).
 
     Returns:
-        ``{"base_model.model.<name>": tensor}`` on the CPU (peft's ``.base_layer`` removed).
+        ``{"base_model.model.model.vision_model...": tensor}`` on the CPU (peft's
+        ``.base_layer`` removed).
     """
+    state = dict(model.named_parameters()) if state_dict is None else state_dict
+    names = _trainable_names(model) if trainable_names is None else set(trainable_names)
     out: dict[str, torch.Tensor] = {}
-    for name, param in core_model(model).named_parameters():
-        if not param.requires_grad or "lora_" in name:
+    for name in sorted(names):
+        if "lora_" in name:
             continue
-        clean = name.replace(".base_layer.", ".")
-        tensor = param.detach().to("cpu")
-        out[f"base_model.model.{clean}"] = (tensor.to(dtype) if dtype else tensor).contiguous()
+        tensor = state[name].detach().to("cpu")
+        key = _clean(name)
+        if not key.startswith("base_model.model."):  # a plain (non-peft) model's names
+            key = f"base_model.model.{key}"
+        out[key] = (tensor.to(dtype) if dtype else tensor).contiguous()
     return out
+
+
+def _trainable_names(model: nn.Module) -> set[str]:
+    return {name for name, param in model.named_parameters() if param.requires_grad}
 
 
 def write_release(
@@ -63,6 +84,8 @@ def write_release(
     image_processor: Any,
     config: TrainConfig,
     dtype: torch.dtype | None = None,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+    trainable_names: Collection[str] | None = None,
 ) -> Path:
     """Write a loadable release folder atomically.
 
@@ -73,25 +96,32 @@ def write_release(
         image_processor: saved with ``save_pretrained``.
         config: the run configuration (saved; ``model.base`` recorded in the adapter config).
         dtype: dtype of ``non_lora_trainables.bin`` / the full weights (``None`` = as trained).
+        state_dict: the full tensors of ``model`` by its ``state_dict`` names, e.g. gathered
+            from sharded processes by ``accelerator.get_state_dict``; ``None`` = the live ones.
+        trainable_names: names of the trained tensors (``None``: ``requires_grad`` now).
 
     Returns:
         ``directory``.
     """
     core = core_model(model)
     peft_model: Any = model
+    state = dict(model.state_dict()) if state_dict is None else dict(state_dict)
     with atomic_directory(Path(directory)) as tmp:
         if config.lora.enabled and hasattr(peft_model, "peft_config"):
             for adapter in peft_model.peft_config.values():
                 adapter.base_model_name_or_path = str(config.model.base)
-            peft_model.save_pretrained(str(tmp), safe_serialization=True)
-            torch.save(non_lora_trainables(model, dtype), tmp / NON_LORA_FILE)
+            peft_model.save_pretrained(str(tmp), state_dict=state, safe_serialization=True)
+            trainables = non_lora_trainables(
+                model, dtype, state_dict=state, trainable_names=trainable_names
+            )
+            torch.save(trainables, tmp / NON_LORA_FILE)
             core.config.save_pretrained(str(tmp))
         else:
-            state = {
+            full = {
                 name: (t.to(dtype) if dtype and t.is_floating_point() else t)
-                for name, t in core.state_dict().items()
+                for name, t in state.items()
             }
-            core.save_pretrained(str(tmp), state_dict=state, safe_serialization=True)
+            core.save_pretrained(str(tmp), state_dict=full, safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         image_processor.save_pretrained(str(tmp))
         config.save(tmp / "train_config.yaml")

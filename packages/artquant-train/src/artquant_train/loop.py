@@ -294,6 +294,16 @@ class _Run:
         if acc.is_main_process:
             logger.info("resolved configuration:\n%s", config.to_yaml())
         self.sharded = acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+        plugin = acc.state.deepspeed_plugin
+        shards_weights = acc.distributed_type == DistributedType.FSDP or (
+            plugin is not None and getattr(plugin, "zero_stage", 0) == 3
+        )
+        if shards_weights and config.data.val:
+            raise TrainError(
+                "validation during training reads the weights directly, which FSDP and ZeRO-3 "
+                "shard; use DDP or ZeRO-1/2 for runs with data.val, or drop data.val and score "
+                "final/ afterwards with `artquant score`"
+            )
         self.output_dir = Path(config.run.output_dir)
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
