@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,13 +26,18 @@ def shared() -> Path:
     return path
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _one_thread() -> None:
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
     """Tiny models gain nothing from threads, and on a busy 2-core runner two OpenMP threads
-    per process made them up to 100x slower (measured); subprocesses get OMP_NUM_THREADS=1."""
+    per process made them up to 100x slower (measured); subprocesses get OMP_NUM_THREADS=1.
+    The previous count is restored so other packages' tests in the same session are unaffected.
+    """
     import torch
 
+    previous = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(autouse=True)
