@@ -51,7 +51,12 @@ def test_run_writes_logs_checkpoints_and_a_final_release(
         "checkpoint-00000002",
         "checkpoint-00000004",
     ]
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+    def strict(constant: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line, parse_constant=strict) for line in lines]
     assert {"step", "loss", "lr", "samples_per_s", "ce_description", "ce_score", "kl"} <= set(
         records[0]
     )

@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -405,26 +405,23 @@ class _Run:
                     for child in tmp.iterdir():
                         child.rename(fresh / child.name)
                     tmp.rmdir()
-                    self._write_state_files(fresh, rng_states, include_weights=False)
+                    self._write_state_files(fresh, rng_states)
         elif acc.is_main_process:
             with atomic_directory(target) as fresh:
                 save_trainable(core_model(self.prepared), fresh / TRAINABLE_FILE)
                 torch.save(self.optimizer.state_dict(), fresh / OPTIMIZER_FILE)
-                self._write_state_files(fresh, rng_states, include_weights=True)
+                self._write_state_files(fresh, rng_states)
             prune_checkpoints(self.output_dir, self.config.checkpoint.keep_last)
         acc.wait_for_everyone()
         logger.info("saved checkpoint %s", target)
         return target
 
-    def _write_state_files(
-        self, folder: Path, rng_states: list[Any], *, include_weights: bool
-    ) -> None:
+    def _write_state_files(self, folder: Path, rng_states: list[Any]) -> None:
         torch.save(self.scheduler.state_dict(), folder / SCHEDULER_FILE)
         for rank, state in enumerate(rng_states):
             torch.save(state, folder / f"rng_state_{rank}.pt")
         (folder / STATE_FILE).write_text(self.state.to_json(), encoding="utf-8")
         self.config.save(folder / "train_config.yaml")
-        del include_weights
 
     def resume(self) -> None:
         checkpoint = latest_checkpoint(self.output_dir)
@@ -454,7 +451,7 @@ class _Run:
                 state.world_size,
                 self.world,
             )
-        self.state = TrainerState(**{**state.__dict__, "world_size": self.world})
+        self.state = replace(state, world_size=self.world)
         logger.info("resumed from %s at step %d", checkpoint, state.global_step)
 
     # -- steps ---------------------------------------------------------------------------
@@ -567,10 +564,10 @@ class _Run:
         record = {"step": float(self.state.global_step), **metrics}
         self.validations.append(record)
         if acc.is_main_process:
-            logger.info("validation %s", json.dumps(record))
+            logger.info("validation %s", _json_line(record))
             self._log_scalars({f"val/{k}": v for k, v in metrics.items()})
             with (self.output_dir / "validation.jsonl").open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
+                handle.write(_json_line(record) + "\n")
         self._maybe_update_best(metrics)
         return metrics
 
@@ -583,9 +580,7 @@ class _Run:
         better = best is None or (value < best if name == "mae" else value > best)
         if not better:
             return
-        self.state = TrainerState(
-            **{**self.state.__dict__, "best_metric": value, "best_step": self.state.global_step}
-        )
+        self.state = replace(self.state, best_metric=value, best_step=self.state.global_step)
         self.export(self.output_dir / "best")
 
     def export(self, folder: Path) -> None:
@@ -641,6 +636,15 @@ _RESUME_FREE = (
     "data.num_workers",
     "data.val",
 )
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    """Strict JSON (NaN, e.g. a loss term without rows, becomes null)."""
+    clean = {
+        key: None if isinstance(value, float) and not math.isfinite(value) else value
+        for key, value in record.items()
+    }
+    return json.dumps(clean)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -748,9 +752,7 @@ def train(
             batches = run.epoch_batches(state.epoch)
             usable = (len(batches) // config.run.grad_accum) * config.run.grad_accum
             if state.micro_batches_done >= usable:
-                run.state = TrainerState(
-                    **{**state.__dict__, "epoch": state.epoch + 1, "micro_batches_done": 0}
-                )
+                run.state = replace(state, epoch=state.epoch + 1, micro_batches_done=0)
                 continue
             remaining = batches[state.micro_batches_done : usable]
             local = [rank_slice(b, run.rank, run.world) for b in remaining]
@@ -764,13 +766,11 @@ def train(
                 loss, terms, grad_norm = run.train_step(group)
                 last_loss = loss
                 s = run.state
-                run.state = TrainerState(
-                    **{
-                        **s.__dict__,
-                        "global_step": s.global_step + 1,
-                        "micro_batches_done": s.micro_batches_done + config.run.grad_accum,
-                        "samples_seen": s.samples_seen + rows,
-                    }
+                run.state = replace(
+                    s,
+                    global_step=s.global_step + 1,
+                    micro_batches_done=s.micro_batches_done + config.run.grad_accum,
+                    samples_seen=s.samples_seen + rows,
                 )
                 step = run.state.global_step
                 elapsed = max(time.perf_counter() - started, 1e-9)
@@ -790,9 +790,9 @@ def train(
                         "samples_per_s": rate,
                         **terms,
                     }
-                    logger.info("step %s", json.dumps(record))
+                    logger.info("step %s", _json_line(record))
                     with metrics_file.open("a", encoding="utf-8") as handle:
-                        handle.write(json.dumps(record) + "\n")
+                        handle.write(_json_line(record) + "\n")
                     run._log_scalars(
                         {
                             "train/loss": loss,
