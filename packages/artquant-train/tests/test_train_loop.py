@@ -330,19 +330,22 @@ def test_attribute_samples_train_like_score_samples_with_their_own_prefix(
         build_training_items(config, tok)
 
 
-def test_gradient_checkpointing_gives_the_same_training(
-    tiny_base: Path, small_data: dict[str, Path], tmp_path: Path
+@pytest.mark.parametrize(
+    ("key", "value"), [("model.gradient_checkpointing", True), ("data.num_workers", 2)]
+)
+def test_checkpointing_and_loader_workers_do_not_change_training(
+    tiny_base: Path, small_data: dict[str, Path], tmp_path: Path, key: str, value: object
 ) -> None:
     finals = []
-    for flag in (False, True):
+    for setting in (None, value):
         last: dict[str, torch.Tensor] = {}
         train(
             tiny_run_config(
                 tiny_base,
                 small_data,
-                tmp_path / str(flag),
+                tmp_path / str(setting),
                 **{
-                    "model.gradient_checkpointing": flag,
+                    **({} if setting is None else {key: setting}),
                     "run.max_steps": 2,
                     "lora.dropout": 0.0,
                     "checkpoint.every": 0,

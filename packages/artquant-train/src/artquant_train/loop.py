@@ -12,6 +12,7 @@ rows.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -471,7 +472,7 @@ class _Run:
         return DataLoader(
             self.dataset,
             batch_sampler=local_batches,
-            collate_fn=lambda rows: collate_rows(rows, pad),
+            collate_fn=functools.partial(collate_rows, pad_token_id=pad),  # picklable
             num_workers=self.config.data.num_workers,
         )
 
