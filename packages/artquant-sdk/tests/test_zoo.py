@@ -190,6 +190,7 @@ def test_offline_error_says_what_to_download_and_where(
     assert "https://huggingface.co/Liuuuu123/ArtQuant" in message
     assert str(tmp_path / "artquant-apdd") in message
     assert "artquant download artquant-apdd" in message
+    assert "base 'mplug-owl2-llama2-7b', needed too" in message
 
 
 def test_hub_id_offline_error_for_a_hub_id(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ def fetch_snapshot(
     local_files_only: bool,
     allow_patterns: list[str] | None,
     label: str,
+    hint: str = "",
 ) -> Path:
     """Return a complete local copy of a hub repository, downloading only when allowed.
 
@@ -49,6 +50,7 @@ def fetch_snapshot(
         local_files_only: Never use the network.
         allow_patterns: File patterns to fetch (None: every file).
         label: The name the user gave, for messages.
+        hint: A sentence appended to the instructions (e.g. that a base is needed too).
 
     Returns:
         The folder holding the files.
@@ -74,10 +76,11 @@ def fetch_snapshot(
         return Path(cached)
     except (LocalEntryNotFoundError, OSError) as error:
         cache_error: Exception = error
-    how = _instructions(repo_id, revision, label, local_dir)
+    how = _instructions(repo_id, revision, label, local_dir) + (f" {hint}" if hint else "")
     if local_files_only:
         raise ModelUnavailableError(
-            f"{label!r} is not on this machine and local_files_only forbids downloading it. {how}"
+            f"{label!r} is not on this machine and downloads are off (local_files_only, "
+            f"--offline or HF_HUB_OFFLINE=1). {how}"
         ) from cache_error
     logger.info(
         "downloading %s (revision %s) to %s",

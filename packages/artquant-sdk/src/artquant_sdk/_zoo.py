@@ -283,6 +283,12 @@ def resolve_weights(
             local_files_only=local_files_only,
             allow_patterns=list(card.allow_patterns) or None,
             label=card.name,
+            hint=(
+                f"It is applied over its base {card.base!r}, needed too (`artquant download "
+                f"{card.name}` fetches both)."
+                if card.base
+                else ""
+            ),
         )
         return ResolvedWeights(path, card, "hub")
     if _HUB_ID.match(text):

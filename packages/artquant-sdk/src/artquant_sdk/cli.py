@@ -307,7 +307,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     columns: list[str] | None = None
     if todo:
         scorer = _load_scorer(args, _shard_device(args.device, dist.local_rank, dist.world_size))
-        logger.info("loaded %r", scorer)
+        logger.info("loaded %r in %.1f s", scorer, time.monotonic() - started)
+        started = time.monotonic()  # the rate below counts scoring, not loading
         columns = columns_for(scorer.level_words)
         try:
             writer = RowWriter(my_out, columns, fmt)
