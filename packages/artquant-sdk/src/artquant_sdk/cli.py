@@ -81,18 +81,26 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--model",
         default=DEFAULT_MODEL,
+        metavar="NAME|DIR",
         help=f"ModelZoo name, checkpoint folder or hub id (default {DEFAULT_MODEL}; "
         "downloaded on first use unless --offline)",
     )
-    group.add_argument("--base", help="base checkpoint of a LoRA release (name or folder)")
-    group.add_argument("--tokenizer", help="folder with tokenizer.model when the model has none")
-    group.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
+    group.add_argument(
+        "--base", metavar="NAME|DIR", help="base checkpoint of a LoRA release (name or folder)"
+    )
+    group.add_argument(
+        "--tokenizer", metavar="DIR", help="folder with tokenizer.model when the model has none"
+    )
+    group.add_argument(
+        "--device", default="auto", metavar="D", help="auto (default), cpu, cuda, cuda:N, mps"
+    )
     group.add_argument(
         "--dtype",
         default="auto",
+        metavar="T",
         help="auto (default: bfloat16 on CUDA, float32 on CPU/MPS), float32, bfloat16, float16",
     )
-    group.add_argument("--revision", help="hub revision (branch, tag or commit)")
+    group.add_argument("--revision", metavar="REV", help="hub revision (branch, tag or commit)")
     group.add_argument(
         "--levels",
         choices=["artquant", "qalign", "onealign"],
@@ -122,8 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
         "p_<word>..., error. Rows are flushed as they are done.",
     )
     score.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
-    score.add_argument("--out", required=True, help="output file, .csv or .jsonl")
-    score.add_argument("--batch-size", type=_positive_int, default=8, help="images per forward")
+    score.add_argument(
+        "--out", required=True, metavar="FILE", help="output file, .csv or .jsonl (.ndjson)"
+    )
+    score.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="images per forward pass (default 8; scores do not depend on it)",
+    )
     score.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders")
     score.add_argument(
         "--resume", action="store_true", help="keep the rows --out holds and score the rest"
@@ -133,11 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_non_negative_int,
         default=_default_workers(),
+        metavar="N",
         help="background decoding processes (default %(default)s; 0 decodes in the main one)",
     )
     score.add_argument(
         "--max-pixels",
         type=_positive_int,
+        metavar="N",
         help="refuse images with more pixels than this (decompression-bomb limit; default "
         "artquant_model's)",
     )
@@ -145,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--merge-timeout",
         type=float,
+        metavar="SECONDS",
         help="with several processes: seconds rank 0 waits for the others (default no limit)",
     )
     _add_model_options(score)
