@@ -117,8 +117,9 @@ class ArtQuant:
 
     Example:
         >>> scorer = ArtQuant.from_pretrained("artquant-apdd")  # doctest: +SKIP
-        >>> scorer.score("painting.jpg")[0].score  # doctest: +SKIP
-        6.84
+        >>> result = scorer.score("painting.jpg")[0]  # doctest: +SKIP
+        >>> 1.0 <= result.score <= 10.0, result.scale  # doctest: +SKIP
+        (True, (1.0, 10.0))
     """
 
     def __init__(
