@@ -93,6 +93,8 @@ def test_parse_value_reads_scientific_notation_and_yaml() -> None:
     assert parse_value("true") is True
     assert parse_value("[a, b]") == ["a", "b"]
     assert parse_value("runs/x") == "runs/x"
+    assert parse_value("") == ""
+    assert parse_value("null") is None
 
 
 def test_train_data_weights_inline_or_separate() -> None:

@@ -369,7 +369,7 @@ def parse_value(text: str) -> Any:
     """Parse a value written on the command line or in the environment.
 
     YAML rules apply (``true``, ``3``, ``[a, b]``, ``null``); scientific notation without a
-    dot (``1e-4``) is read as a number too.
+    dot (``1e-4``) is read as a number too, and an empty value stays the empty string.
 
     Args:
         text: the raw string.
@@ -377,6 +377,8 @@ def parse_value(text: str) -> Any:
     Returns:
         The parsed value (a string when nothing else fits).
     """
+    if not text.strip():
+        return text  # an empty value means the empty string (e.g. no system prompt), not null
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:

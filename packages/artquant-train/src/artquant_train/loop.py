@@ -625,11 +625,10 @@ class _Run:
 
 
 # Settings that may change between an interrupted run and its resumption without changing what
-# the remaining steps compute.
+# the remaining steps compute. (run.max_steps / run.epochs are not among them: they set the
+# length of the learning-rate schedule.)
 _RESUME_FREE = (
     "run.resume",
-    "run.max_steps",
-    "run.epochs",
     "checkpoint.",
     "validation.",
     "logging.",
