@@ -10,6 +10,7 @@ generation is ``GenerationMixin``'s. Nothing in transformers is patched.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -95,13 +96,23 @@ def key_position_table(dim: int, grid_size: int) -> torch.Tensor:
 
 
 def _plain_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float, eager: bool
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    scale: float,
+    eager: bool,
+    eager_divisor: float | None = None,
 ) -> torch.Tensor:
-    """Unmasked attention over ``[batch, heads, length, dim]``; eager keeps the softmax dtype."""
+    """Unmasked attention over ``[batch, heads, length, dim]``.
+
+    ``eager`` reproduces the original's arithmetic: softmax in the tensor dtype (no float32
+    upcast) and, where the original divides the scores by ``sqrt(head_dim)`` instead of
+    multiplying by ``scale``, that division (``eager_divisor``); it is then bit-identical.
+    """
     if eager:
-        # The original computes the softmax in the tensor dtype, without an fp32 upcast.
-        weights = torch.softmax(torch.matmul(query, key.transpose(-1, -2)) * scale, dim=-1)
-        return torch.matmul(weights, value)
+        scores = torch.matmul(query, key.transpose(-1, -2))
+        scores = scores / eager_divisor if eager_divisor is not None else scores * scale
+        return torch.matmul(torch.softmax(scores, dim=-1), value)
     return F.scaled_dot_product_attention(query, key, value, scale=scale)
 
 
@@ -146,14 +157,19 @@ class MPLUGOwl2VisionEmbeddings(nn.Module):
 class MPLUGOwl2VisionAttention(nn.Module):
     """Bidirectional self-attention with the original's per-head interleaved QKV projection."""
 
-    def __init__(self, config: MPLUGOwl2VisionConfig) -> None:
+    def __init__(self, config: MPLUGOwl2VisionConfig, root_config: MPLUGOwl2Config) -> None:
         super().__init__()
+        self.root_config = root_config
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.scale = self.head_dim**-0.5
         self.query_key_value = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.eager = False
+
+    @property
+    def eager(self) -> bool:
+        """Whether the model is set to eager attention (the original's arithmetic)."""
+        return self.root_config._attn_implementation == "eager"
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         batch, length, width = hidden_states.shape
@@ -183,10 +199,10 @@ class MPLUGOwl2VisionMLP(nn.Module):
 class MPLUGOwl2VisionLayer(GradientCheckpointingLayer):
     """A pre-LN transformer block of the ViT."""
 
-    def __init__(self, config: MPLUGOwl2VisionConfig) -> None:
+    def __init__(self, config: MPLUGOwl2VisionConfig, root_config: MPLUGOwl2Config) -> None:
         super().__init__()
         self.input_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.self_attn = MPLUGOwl2VisionAttention(config)
+        self.self_attn = MPLUGOwl2VisionAttention(config, root_config)
         self.post_attention_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = MPLUGOwl2VisionMLP(config)
 
@@ -198,10 +214,10 @@ class MPLUGOwl2VisionLayer(GradientCheckpointingLayer):
 class MPLUGOwl2VisionEncoder(nn.Module):
     """The stack of ViT layers (``encoder.layers``)."""
 
-    def __init__(self, config: MPLUGOwl2VisionConfig) -> None:
+    def __init__(self, config: MPLUGOwl2VisionConfig, root_config: MPLUGOwl2Config) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            [MPLUGOwl2VisionLayer(config) for _ in range(config.num_hidden_layers)]
+            [MPLUGOwl2VisionLayer(config, root_config) for _ in range(config.num_hidden_layers)]
         )
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -211,13 +227,16 @@ class MPLUGOwl2VisionEncoder(nn.Module):
 
 
 class MPLUGOwl2VisionModel(nn.Module):
-    """The ViT: embeddings, encoder, and ``post_layernorm`` over all tokens (CLS included)."""
+    """The ViT: embeddings, encoder, and ``post_layernorm`` over all tokens (CLS included).
 
-    def __init__(self, config: MPLUGOwl2VisionConfig) -> None:
+    ``root_config`` is the model configuration, read for the attention implementation.
+    """
+
+    def __init__(self, config: MPLUGOwl2VisionConfig, root_config: MPLUGOwl2Config) -> None:
         super().__init__()
         self.config = config
         self.embeddings = MPLUGOwl2VisionEmbeddings(config)
-        self.encoder = MPLUGOwl2VisionEncoder(config)
+        self.encoder = MPLUGOwl2VisionEncoder(config, root_config)
         self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -236,8 +255,9 @@ class MPLUGOwl2AbstractorAttention(nn.Module):
     q_pos_embed: torch.Tensor
     k_pos_embed: torch.Tensor
 
-    def __init__(self, config: MPLUGOwl2AbstractorConfig) -> None:
+    def __init__(self, config: MPLUGOwl2AbstractorConfig, root_config: MPLUGOwl2Config) -> None:
         super().__init__()
+        self.root_config = root_config
         width = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.head_dim = width // config.num_attention_heads
@@ -250,7 +270,11 @@ class MPLUGOwl2AbstractorAttention(nn.Module):
         self.value = nn.Linear(config.encoder_hidden_size, width)
         self.register_buffer("q_pos_embed", query_position_table(width, self.num_queries))
         self.register_buffer("k_pos_embed", key_position_table(width, self.grid_size))
-        self.eager = False
+
+    @property
+    def eager(self) -> bool:
+        """Whether the model is set to eager attention (the original's arithmetic)."""
+        return self.root_config._attn_implementation == "eager"
 
     def reset_position_tables(self) -> None:
         """Recompute the sin-cos buffers (for checkpoints that do not store them)."""
@@ -268,7 +292,9 @@ class MPLUGOwl2AbstractorAttention(nn.Module):
         query = self._heads(self.query(queries + q_pos))
         key = self._heads(self.key(keys_values + k_pos.unsqueeze(0)))
         value = self._heads(self.value(keys_values))
-        context = _plain_attention(query, key, value, self.scale, self.eager)
+        context = _plain_attention(
+            query, key, value, self.scale, self.eager, eager_divisor=math.sqrt(self.head_dim)
+        )
         return context.transpose(1, 2).reshape(queries.shape)
 
 
@@ -305,9 +331,9 @@ class MPLUGOwl2AbstractorOutput(nn.Module):
 class MPLUGOwl2AbstractorCrossAttention(nn.Module):
     """``norm1`` on the queries, ``normk`` on the image, attention, output block."""
 
-    def __init__(self, config: MPLUGOwl2AbstractorConfig) -> None:
+    def __init__(self, config: MPLUGOwl2AbstractorConfig, root_config: MPLUGOwl2Config) -> None:
         super().__init__()
-        self.attention = MPLUGOwl2AbstractorAttention(config)
+        self.attention = MPLUGOwl2AbstractorAttention(config, root_config)
         self.output = MPLUGOwl2AbstractorOutput(config)
         self.norm1 = nn.LayerNorm(config.hidden_size)
         self.normk = nn.LayerNorm(config.hidden_size)
@@ -321,9 +347,9 @@ class MPLUGOwl2AbstractorCrossAttention(nn.Module):
 class MPLUGOwl2AbstractorLayer(GradientCheckpointingLayer):
     """One abstractor layer (only a cross-attention block)."""
 
-    def __init__(self, config: MPLUGOwl2AbstractorConfig) -> None:
+    def __init__(self, config: MPLUGOwl2AbstractorConfig, root_config: MPLUGOwl2Config) -> None:
         super().__init__()
-        self.crossattention = MPLUGOwl2AbstractorCrossAttention(config)
+        self.crossattention = MPLUGOwl2AbstractorCrossAttention(config, root_config)
 
     def forward(self, queries: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return self.crossattention(queries, image)
@@ -332,10 +358,10 @@ class MPLUGOwl2AbstractorLayer(GradientCheckpointingLayer):
 class MPLUGOwl2AbstractorEncoder(nn.Module):
     """The stack of abstractor layers (``encoder.layers``)."""
 
-    def __init__(self, config: MPLUGOwl2AbstractorConfig) -> None:
+    def __init__(self, config: MPLUGOwl2AbstractorConfig, root_config: MPLUGOwl2Config) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            [MPLUGOwl2AbstractorLayer(config) for _ in range(config.num_hidden_layers)]
+            [MPLUGOwl2AbstractorLayer(config, root_config) for _ in range(config.num_hidden_layers)]
         )
 
     def forward(self, queries: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -347,12 +373,13 @@ class MPLUGOwl2AbstractorEncoder(nn.Module):
 class MPLUGOwl2VisualAbstractor(nn.Module):
     """Compress the ViT output to ``Q`` query tokens, project them, and append ``vit_eos``."""
 
-    def __init__(self, config: MPLUGOwl2AbstractorConfig, language_hidden_size: int) -> None:
+    def __init__(self, config: MPLUGOwl2AbstractorConfig, root_config: MPLUGOwl2Config) -> None:
         super().__init__()
+        language_hidden_size = root_config.hidden_size
         self.query_embeds = nn.Parameter(
             torch.empty(1, config.num_learnable_queries, config.hidden_size)
         )
-        self.encoder = MPLUGOwl2AbstractorEncoder(config)
+        self.encoder = MPLUGOwl2AbstractorEncoder(config, root_config)
         self.visual_fc = nn.Linear(config.hidden_size, language_hidden_size)
         self.vit_eos = nn.Parameter(torch.empty(1, 1, language_hidden_size))
 
@@ -508,7 +535,11 @@ def eager_attention_forward(
     """Matmul-softmax attention with an additive mask and the softmax upcast to float32."""
     groups = int(getattr(module, "num_key_value_groups", 1))
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    scores = torch.matmul(query, key.transpose(2, 3))
+    head_dim = query.shape[-1]
+    # The original divides by sqrt(head_dim); keep its rounding so eager is bit-identical.
+    original_scale = scaling == head_dim**-0.5
+    scores = scores / math.sqrt(head_dim) if original_scale else scores * scaling
     if attention_mask is not None:
         scores = scores + attention_mask[:, :, :, : key.shape[-2]]
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
@@ -704,10 +735,8 @@ class MPLUGOwl2Model(MPLUGOwl2PreTrainedModel):
         )
         self.norm = MPLUGOwl2RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary_emb = MPLUGOwl2RotaryEmbedding(config)
-        self.vision_model = MPLUGOwl2VisionModel(config.vision_config)
-        self.visual_abstractor = MPLUGOwl2VisualAbstractor(
-            config.abstractor_config, config.hidden_size
-        )
+        self.vision_model = MPLUGOwl2VisionModel(config.vision_config, config)
+        self.visual_abstractor = MPLUGOwl2VisualAbstractor(config.abstractor_config, config)
         self.gradient_checkpointing = False
         self.post_init()
 
@@ -716,12 +745,6 @@ class MPLUGOwl2Model(MPLUGOwl2PreTrainedModel):
 
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.embed_tokens = value  # type: ignore[assignment]
-
-    def _sync_visual_attention(self) -> None:
-        eager = self.config._attn_implementation == "eager"
-        for module in self.modules():
-            if isinstance(module, MPLUGOwl2VisionAttention | MPLUGOwl2AbstractorAttention):
-                module.eager = eager
 
     def _check_images(self, images: torch.Tensor) -> None:
         vision = self.config.vision_config
@@ -748,7 +771,6 @@ class MPLUGOwl2Model(MPLUGOwl2PreTrainedModel):
             ValueError: When ``images`` has the wrong shape.
         """
         self._check_images(images)
-        self._sync_visual_attention()
         return self.visual_abstractor(self.vision_model(images))
 
     def encode_images(self, images: ImagesInput) -> list[torch.Tensor]:
