@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _synthetic import make_dataset
+from _train_synthetic import make_dataset
 
 
 @pytest.fixture(scope="session")

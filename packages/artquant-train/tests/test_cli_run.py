@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from _synthetic import write_json
+from _train_synthetic import write_json
 
 from artquant_train.cli import main
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from _ddp_worker import OVERRIDES, data_paths
-from _synthetic import tiny_run_config
+from _train_ddp_worker import OVERRIDES, data_paths
+from _train_synthetic import tiny_run_config
 
 from artquant_train import StepInfo, train
 
-WORKER = Path(__file__).resolve().parent / "_ddp_worker.py"
+WORKER = Path(__file__).resolve().parent / "_train_ddp_worker.py"
 
 
 def _free_port() -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _synthetic import make_dataset, tiny_run_config
+from _train_synthetic import make_dataset, tiny_run_config
 from scipy.stats import spearmanr
 
 from artquant_model import (

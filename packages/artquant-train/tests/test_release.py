@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _synthetic import tiny_run_config
+from _train_synthetic import tiny_run_config
 from scipy.stats import spearmanr
 
 from artquant_model import (

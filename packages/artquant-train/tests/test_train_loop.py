@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _synthetic import tiny_run_config, write_json
+from _train_synthetic import tiny_run_config, write_json
 
 import artquant_train.loop as loop_module
 from artquant_model.testing import tiny_model, tiny_tokenizer

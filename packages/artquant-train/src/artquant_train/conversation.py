@@ -147,9 +147,10 @@ def level_token_ids(
             share a token.
 
     Example:
-        >>> prefix_ids, ids = level_token_ids(tokenizer, LevelsConfig())  # doctest: +SKIP
-        >>> ids  # with the LLaMA-2 tokenizer
-        (15129, 1781, 6534, 6460, 4319)
+        >>> from artquant_model.testing import tiny_tokenizer
+        >>> prefix_ids, ids = level_token_ids(tiny_tokenizer(), LevelsConfig())
+        >>> len(prefix_ids), len(ids)  # LLaMA-2 gives (15129, 1781, 6534, 6460, 4319)
+        (6, 5)
     """
     prefix_ids = _ids(tokenizer, levels.prefix)
     if not prefix_ids:

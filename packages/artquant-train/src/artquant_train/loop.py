@@ -712,7 +712,7 @@ def train(
 
     Example:
         >>> result = train(load_config("train.yaml"))  # doctest: +SKIP
-        >>> result.final_dir
+        >>> result.final_dir  # doctest: +SKIP
         PosixPath('runs/artquant/final')
     """
     run = _Run(config, on_step_end)

@@ -13,7 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _synthetic import tiny_run_config
+from _train_synthetic import tiny_run_config
 
 from artquant_train import StepInfo, train
 
