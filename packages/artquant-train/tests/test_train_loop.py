@@ -239,6 +239,12 @@ def test_recipe_trains_lora_vision_and_abstractor_only(
     assert any("embed_tokens" in n for n in frozen)
     assert any("v_proj.multiway.0" in n for n in frozen)
     assert all(p.dtype == torch.float32 for p in prepared.parameters() if p.requires_grad)
+    checkpointed = prepare_for_training(
+        tiny_model(),
+        tiny_run_config(tiny_base, small_data, tmp_path, **{"model.gradient_checkpointing": True}),
+    )
+    assert any(getattr(m, "gradient_checkpointing", False) for m in checkpointed.modules())
+    assert not any(getattr(m, "gradient_checkpointing", False) for m in prepared.modules())
 
     full = tiny_run_config(
         tiny_base, small_data, tmp_path, **{"lora.enabled": False, "freeze.train_llm": True}

@@ -141,7 +141,14 @@ def prepare_for_training(model: nn.Module, config: TrainConfig) -> nn.Module:
         raise ValueError("the configuration trains nothing: enable LoRA or a freeze.train_* switch")
     logger.info("trainable parameters: %s", counts)
     if config.model.gradient_checkpointing:
-        core.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # Non-reentrant checkpointing: gradients reach the LoRA/vision tensors although the
+        # inputs of a checkpointed block (frozen embeddings) do not require grad.
+        kwargs = {"use_reentrant": False}
+        enable = getattr(core, "activation_checkpointing_enable", None)
+        if enable is not None:  # transformers >= 5.2x; the old name warns there
+            enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            core.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     return prepared
 
 
