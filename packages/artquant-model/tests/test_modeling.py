@@ -114,6 +114,11 @@ def test_config_rejects_impossible_shapes(visual: dict, message: str) -> None:
         tiny_config(visual_config=visual)
 
 
+def test_config_rejects_unknown_visual_attention() -> None:
+    with pytest.raises(ValueError, match=r"visual_attn_implementation must be one of"):
+        tiny_config(visual_attn_implementation="flash")
+
+
 def test_config_rejects_kv_heads_that_do_not_divide_heads() -> None:
     with pytest.raises(ValueError, match="num_key_value_heads"):
         tiny_config(num_key_value_heads=3)

@@ -17,6 +17,9 @@ from transformers import LlamaConfig
 
 __all__ = ["MPLUGOwl2AbstractorConfig", "MPLUGOwl2Config", "MPLUGOwl2VisionConfig"]
 
+#: Values of ``MPLUGOwl2Config.visual_attn_implementation``.
+VISUAL_ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
+
 
 class MPLUGOwl2VisionConfig(BaseModel):
     """The ViT image encoder of mPLUG-Owl2 (``visual_config["visual_model"]``).
@@ -154,6 +157,12 @@ class MPLUGOwl2Config(LlamaConfig):
 
     Args:
         visual_config: The nested image-side configuration (dicts or the typed sub-configs).
+        visual_attn_implementation: Attention in the ViT and the abstractor: ``"eager"`` (the
+            default) keeps the original's matmul-softmax in the tensor dtype, which reproduces
+            the original's outputs bit for bit; ``"sdpa"`` uses PyTorch's fused attention,
+            which stores no attention maps for backward (less memory when training the vision
+            side) and differs by about 2e-6 in float32. The language model's attention is set
+            separately, with ``attn_implementation``.
         **kwargs: The LLaMA fields, as :class:`transformers.LlamaConfig` takes them.
 
     Raises:
@@ -178,9 +187,15 @@ class MPLUGOwl2Config(LlamaConfig):
     base_model_pp_plan = None  # type: ignore[assignment]
 
     visual_config: dict | None = None
+    visual_attn_implementation: str = "eager"
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
+        if self.visual_attn_implementation not in VISUAL_ATTN_IMPLEMENTATIONS:
+            raise ValueError(
+                f"visual_attn_implementation must be one of {VISUAL_ATTN_IMPLEMENTATIONS}, got "
+                f"{self.visual_attn_implementation!r}"
+            )
         kv_heads = int(self.num_key_value_heads or self.num_attention_heads)
         if kv_heads <= 0 or self.num_attention_heads % kv_heads != 0:
             raise ValueError(

@@ -168,8 +168,8 @@ class MPLUGOwl2VisionAttention(nn.Module):
 
     @property
     def eager(self) -> bool:
-        """Whether the model is set to eager attention (the original's arithmetic)."""
-        return self.root_config._attn_implementation == "eager"
+        """Whether to use the original's arithmetic (``visual_attn_implementation="eager"``)."""
+        return self.root_config.visual_attn_implementation != "sdpa"
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         batch, length, width = hidden_states.shape
@@ -273,8 +273,8 @@ class MPLUGOwl2AbstractorAttention(nn.Module):
 
     @property
     def eager(self) -> bool:
-        """Whether the model is set to eager attention (the original's arithmetic)."""
-        return self.root_config._attn_implementation == "eager"
+        """Whether to use the original's arithmetic (``visual_attn_implementation="eager"``)."""
+        return self.root_config.visual_attn_implementation != "sdpa"
 
     def reset_position_tables(self) -> None:
         """Recompute the sin-cos buffers (for checkpoints that do not store them)."""
