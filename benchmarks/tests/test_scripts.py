@@ -34,6 +34,7 @@ def test_flops_script_prints_the_full_count(capsys: pytest.CaptureFixture[str]) 
     assert record["ceiling_images_per_s"] == pytest.approx(403.5, abs=0.5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pipeline", ["bench", "cli"])
 def test_score_throughput_tiny(
     pipeline: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
