@@ -65,10 +65,12 @@ def test_make_images_varies_size_format_and_mode(tmp_path: Path) -> None:
             assert 0.49 <= image.size[0] / image.size[1] <= 2.01
     assert len(sizes) == 24
     assert "RGB" in modes
-    # the same seed gives the same files
-    again = make_images(tmp_path / "again", 24, seed=3)
-    assert [p.name for p in again] == [p.name for p in paths]
-    assert again[0].read_bytes() == paths[0].read_bytes()
+    # the same seed gives the same files, written serially or in parallel
+    again = make_images(tmp_path / "again", 24, seed=3, workers=1)
+    parallel = make_images(tmp_path / "parallel", 24, seed=3, workers=2)
+    assert [p.name for p in again] == [p.name for p in paths] == [p.name for p in parallel]
+    assert again[5].read_bytes() == paths[5].read_bytes() == parallel[5].read_bytes()
+    assert make_images(tmp_path / "other", 1, seed=4)[0].name != paths[0].name
 
 
 def test_make_images_rejects_a_non_positive_count(tmp_path: Path) -> None:
