@@ -20,6 +20,7 @@ MODULES = [
     "artquant_train.loop",
     "artquant_train.losses",
     "artquant_train.modeling",
+    "artquant_train.plotting",
     "artquant_train.validation",
 ]
 

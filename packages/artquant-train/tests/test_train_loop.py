@@ -19,9 +19,11 @@ from artquant_train import (
     NonFiniteLossError,
     StepInfo,
     TrainConfig,
+    TrainError,
     complete_checkpoints,
     latest_checkpoint,
     lr_multiplier,
+    plot_training,
     prepare_for_training,
     train,
 )
@@ -79,6 +81,20 @@ def test_run_writes_logs_checkpoints_and_a_final_release(
             "preprocessor_config.json",
             "train_config.yaml",
         } <= names
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:  # the isolated environment has no plot extra: no figure, no error
+        assert not (out / "training_curves.png").exists()
+    else:
+        assert (out / "training_curves.png").stat().st_size > 10_000
+        figure = plot_training(out)
+        assert [a.get_title() for a in figure.axes[:3]] == [
+            "training loss",
+            "learning rate",
+            "validation",
+        ]
+        with pytest.raises(TrainError, match=r"no metrics\.jsonl"):
+            plot_training(tmp_path / "empty")
     adapter = json.loads((out / "final" / "adapter_config.json").read_text())
     assert adapter["r"] == 4
     assert adapter["lora_alpha"] == 8

@@ -74,6 +74,7 @@ from artquant_train.losses import (
     loss_sums,
 )
 from artquant_train.modeling import find_lora_targets, prepare_for_training
+from artquant_train.plotting import plot_training
 
 __version__ = _version("artquant-train")
 
@@ -123,6 +124,7 @@ __all__ = [
     "loss_sums",
     "lr_multiplier",
     "mix_sources",
+    "plot_training",
     "prepare_for_training",
     "rank_slice",
     "render_rounds",

@@ -296,11 +296,14 @@ class LoggingConfig(_Frozen):
         every: log every N optimizer steps (``metrics.jsonl`` and the log).
         tensorboard: ``auto`` = write TensorBoard events when ``tensorboard`` is installed.
         progress_bar: show a tqdm bar on the main process.
+        plot: ``auto`` = write ``training_curves.png`` at the end when matplotlib is installed
+            (the ``plot`` extra); ``on`` fails without it.
     """
 
     every: int = Field(default=10, ge=1)
     tensorboard: Literal["auto", "on", "off"] = "auto"
     progress_bar: bool = True
+    plot: Literal["auto", "on", "off"] = "auto"
 
 
 class DistributedConfig(_Frozen):

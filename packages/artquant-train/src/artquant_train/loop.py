@@ -638,6 +638,22 @@ _RESUME_FREE = (
 )
 
 
+def _write_curves(output_dir: Path, *, required: bool) -> None:
+    from artquant_train.plotting import plot_training
+
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        if required:
+            raise TrainError(
+                "logging.plot=on needs matplotlib: pip install 'artquant-train[plot]'"
+            ) from None
+        logger.info("matplotlib not installed; no training_curves.png")
+        return
+    figure = plot_training(output_dir, output_dir / "training_curves.png")
+    plt.close(figure)
+
+
 def _json_line(record: dict[str, Any]) -> str:
     """Strict JSON (NaN, e.g. a loss term without rows, becomes null)."""
     clean = {
@@ -845,6 +861,8 @@ def train(
                     image_processor=run.image_processor,
                     config=config,
                 )
+    if acc.is_main_process and config.logging.plot != "off":
+        _write_curves(run.output_dir, required=config.logging.plot == "on")
     acc.wait_for_everyone()
     if run.writer is not None:
         run.writer.close()
