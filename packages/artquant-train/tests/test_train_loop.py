@@ -387,6 +387,10 @@ def test_run_level_errors(
 
     with pytest.raises(TrainError, match="is not a checkpoint folder"):
         train(tiny_run_config(tmp_path / "no-base", small_data, tmp_path / "a"))
+    release = tmp_path / "release"
+    train(tiny_run_config(tiny_base, small_data, release, **{"run.max_steps": 1}))
+    with pytest.raises(TrainError, match="is a LoRA release"):
+        train(tiny_run_config(release / "final", small_data, tmp_path / "a2"))
     try:
         import torch.utils.tensorboard  # noqa: F401
     except ImportError:

@@ -275,6 +275,14 @@ class _Run:
                 "the base model (e.g. mplug-owl2-llama2-7b; `artquant download NAME` fetches "
                 "ModelZoo models into a folder)."
             )
+        from artquant_model import detect_checkpoint_format
+
+        if detect_checkpoint_format(config.model.base) == "lora":
+            raise TrainError(
+                f"model.base {config.model.base!r} is a LoRA release; train on a full checkpoint "
+                "(a new LoRA release needs a base folder to point to). Merge it first, e.g. "
+                "load_model(release, base=...).save_pretrained(merged_dir), and pass merged_dir."
+            )
         mixed, self.weight_dtype = _precision(config)
         use_cpu = config.distributed.cpu
         if use_cpu is None:
