@@ -118,7 +118,7 @@ def score_items(
     Returns:
         float64 scores, one per item.
     """
-    from artquant_model.levels import level_scores
+    from artquant_model import level_scores
 
     ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)
     level_index = torch.tensor(list(level_ids), dtype=torch.long, device=device)
