@@ -108,6 +108,7 @@ def build_random_model(
     dtype: torch.dtype,
     seed: int = 0,
     attn_implementation: str = "sdpa",
+    visual_attn_implementation: str | None = None,
 ) -> Any:
     """An ``MPLUGOwl2ForCausalLM`` with seeded random weights, built directly on ``device``.
 
@@ -124,14 +125,19 @@ def build_random_model(
         device: Where the model lives.
         dtype: Parameter dtype.
         seed: Seed of the weights.
-        attn_implementation: "sdpa", "eager" or "flash_attention_2".
+        attn_implementation: "sdpa", "eager" or "flash_attention_2" (the language model).
+        visual_attn_implementation: "eager" or "sdpa" for the ViT and abstractor; None keeps
+            the config's default.
 
     Returns:
         The model in eval mode.
     """
     from artquant_model import MPLUGOwl2Config, MPLUGOwl2ForCausalLM
 
-    config = MPLUGOwl2Config(**json.loads(json.dumps(config_dict)))
+    fields = json.loads(json.dumps(config_dict))
+    if visual_attn_implementation is not None:
+        fields["visual_attn_implementation"] = visual_attn_implementation
+    config = MPLUGOwl2Config(**fields)
     with torch.device(device), _no_init():
         model = MPLUGOwl2ForCausalLM._from_config(
             config, attn_implementation=attn_implementation, dtype=dtype

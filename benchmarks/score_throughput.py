@@ -22,6 +22,7 @@ import argparse
 import logging
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -51,6 +52,7 @@ GIB = 2**30
 TABLE = (
     "kind",
     "batch_size",
+    "repeat",
     "workers",
     "images",
     "images_per_s",
@@ -94,6 +96,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager", "flash_attention_2"])
     parser.add_argument(
+        "--visual-attn",
+        default=None,
+        choices=["eager", "sdpa"],
+        help="attention of the ViT and abstractor (default: the model's default, the original's "
+        "matmul-softmax); sdpa is fused, about 5e-6 away in float32",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="rounds over the batch sizes; ratios use medians"
+    )
+    parser.add_argument(
         "--pipeline",
         choices=["cli", "bench"],
         default=None,
@@ -132,7 +144,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}")
     if not args.batch_sizes or min(args.batch_sizes) < 1:
         parser.error(f"--batch-sizes must be positive integers, got {args.batch_sizes}")
-    for name in ("num_images", "unique_images", "workers"):
+    for name in ("num_images", "unique_images", "workers", "repeats"):
         if getattr(args, name) < (0 if name == "workers" else 1):
             parser.error(f"--{name.replace('_', '-')} is out of range: {getattr(args, name)}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -250,7 +262,15 @@ def run(args: argparse.Namespace) -> Recorder:
         },
         log_path=args.log,
     )
-    recorder.emit(kind="machine", **machine_info(), compile=args.compile, attn=args.attn)
+    recorder.emit(
+        kind="machine",
+        **machine_info(),
+        compile=args.compile,
+        attn=args.attn,
+        visual_attn=args.visual_attn or "default",
+        threads=torch.get_num_threads(),
+        workers=args.workers,
+    )
     recorder.emit(kind="flops", **count.summary(peak_tflops), matmul_tflops=matmul_tflops)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -268,7 +288,12 @@ def run(args: argparse.Namespace) -> Recorder:
         processor = make_image_processor(config["visual_config"]["visual_model"]["image_size"])
         with _Meter(device) as meter:
             model = build_random_model(
-                config, device=device, dtype=dtype, seed=args.seed, attn_implementation=args.attn
+                config,
+                device=device,
+                dtype=dtype,
+                seed=args.seed,
+                attn_implementation=args.attn,
+                visual_attn_implementation=args.visual_attn,
             )
         params = sum(p.numel() for p in model.parameters())
         recorder.emit(
@@ -305,46 +330,20 @@ def run(args: argparse.Namespace) -> Recorder:
         )
         sample = sample.to(device)
         fast_results: dict[int, torch.Tensor] = {}
-        for batch_size in args.batch_sizes:
-            pixels = _pad(sample[:batch_size], batch_size)
-            pipeline.model_only(pixels)  # warm-up: kernels, allocator, compilation
-            synchronize(device)
-
-            # The model alone on preloaded pixels: what the input pipeline must keep up with.
-            with _Meter(device) as meter:
-                done = 0
-                while done < args.num_images:
-                    pipeline.model_only(pixels)
-                    done += batch_size
-                    if args.time_budget and time.perf_counter() - meter.start > args.time_budget:
-                        break
-            recorder.emit(
-                kind="model_only",
-                batch_size=batch_size,
-                images=done,
-                seconds=meter.seconds,
-                **_rates(done, meter.seconds, flop_fast, peak_tflops, matmul_tflops),
-                peak_device_gib=meter.peak_device_gib,
-                peak_host_gib=meter.peak_host_gib,
-                **_cpu_fields(meter, done),
-            )
-
-            # End to end from the files.
-            with _Meter(device) as meter:
-                deadline = meter.start + args.time_budget if args.time_budget else None
-                done, scores = pipeline.run(paths, batch_size, deadline)
-            fast_results[batch_size] = scores
-            recorder.emit(
-                kind="e2e",
-                batch_size=batch_size,
-                workers=args.workers,
-                images=done,
-                seconds=meter.seconds,
-                **_rates(done, meter.seconds, flop_fast, peak_tflops, matmul_tflops),
-                peak_device_gib=meter.peak_device_gib,
-                peak_host_gib=meter.peak_host_gib,
-                **_cpu_fields(meter, done),
-            )
+        # Repeats interleave the batch sizes, so a busy neighbour slows each of them alike.
+        for repeat in range(args.repeats):
+            for batch_size in args.batch_sizes:
+                _measure_batch(
+                    args,
+                    recorder,
+                    pipeline,
+                    paths,
+                    sample,
+                    batch_size,
+                    repeat,
+                    fast_results,
+                    rates=(flop_fast, peak_tflops, matmul_tflops),
+                )
 
         if not args.no_baseline:
             _baseline(
@@ -360,6 +359,63 @@ def run(args: argparse.Namespace) -> Recorder:
             )
     _summary(recorder)
     return recorder
+
+
+def _measure_batch(
+    args: argparse.Namespace,
+    recorder: Recorder,
+    pipeline: Any,
+    paths: list[Path],
+    sample: torch.Tensor,
+    batch_size: int,
+    repeat: int,
+    fast_results: dict[int, torch.Tensor],
+    *,
+    rates: tuple[float, float, float],
+) -> None:
+    """The model alone, then end to end from the files, at one batch size."""
+    device = sample.device
+    pixels = _pad(sample[:batch_size], batch_size)
+    pipeline.model_only(pixels)  # warm-up: kernels, allocator, compilation
+    synchronize(device)
+
+    # The model alone on preloaded pixels: what the input pipeline must keep up with.
+    with _Meter(device) as meter:
+        done = 0
+        while done < args.num_images:
+            pipeline.model_only(pixels)
+            done += batch_size
+            if args.time_budget and time.perf_counter() - meter.start > args.time_budget:
+                break
+    recorder.emit(
+        kind="model_only",
+        batch_size=batch_size,
+        repeat=repeat,
+        images=done,
+        seconds=meter.seconds,
+        **_rates(done, meter.seconds, *rates),
+        peak_device_gib=meter.peak_device_gib,
+        peak_host_gib=meter.peak_host_gib,
+        **_cpu_fields(meter, done),
+    )
+
+    # End to end from the files.
+    with _Meter(device) as meter:
+        deadline = meter.start + args.time_budget if args.time_budget else None
+        done, scores = pipeline.run(paths, batch_size, deadline)
+    fast_results[batch_size] = scores
+    recorder.emit(
+        kind="e2e",
+        batch_size=batch_size,
+        repeat=repeat,
+        workers=args.workers,
+        images=done,
+        seconds=meter.seconds,
+        **_rates(done, meter.seconds, *rates),
+        peak_device_gib=meter.peak_device_gib,
+        peak_host_gib=meter.peak_host_gib,
+        **_cpu_fields(meter, done),
+    )
 
 
 def _baseline(
@@ -410,14 +466,20 @@ def _baseline(
 
 
 def _summary(recorder: Recorder) -> None:
-    """Ratios the targets are stated in (by wall time and by CPU time), then the table."""
-    rate: dict[str, dict[int, float]] = {}
-    cpu: dict[str, dict[int, float]] = {}
+    """The ratios the targets use (medians over repeats; wall and CPU time), then the table."""
+    walls: dict[str, dict[int, list[float]]] = {}
+    cpus: dict[str, dict[int, list[float]]] = {}
     for row in recorder.records:
         if "images_per_s" in row and "batch_size" in row:
-            rate.setdefault(row["kind"], {})[row["batch_size"]] = row["images_per_s"]
+            walls.setdefault(row["kind"], {}).setdefault(row["batch_size"], []).append(
+                row["images_per_s"]
+            )
             if "cpu_s_per_image" in row:
-                cpu.setdefault(row["kind"], {})[row["batch_size"]] = row["cpu_s_per_image"]
+                cpus.setdefault(row["kind"], {}).setdefault(row["batch_size"], []).append(
+                    row["cpu_s_per_image"]
+                )
+    rate = {k: {b: statistics.median(v) for b, v in d.items()} for k, d in walls.items()}
+    cpu = {k: {b: statistics.median(v) for b, v in d.items()} for k, d in cpus.items()}
     e2e, model_only = rate.get("e2e", {}), rate.get("model_only", {})
     ratios: dict[str, float] = {}
     if e2e and 1 in e2e:
@@ -427,11 +489,12 @@ def _summary(recorder: Recorder) -> None:
         if 8 in e2e:
             ratios["e2e_batch8_over_batch1"] = e2e[8] / e2e[1]
             ratios["e2e_batch8_over_batch1_cpu_time"] = cpu["e2e"][1] / cpu["e2e"][8]
+    if model_only and 1 in model_only and 8 in model_only:
+        ratios["model_batch8_over_batch1"] = model_only[8] / model_only[1]
     if e2e and "baseline_e2e" in rate:
         ratios["e2e_best_over_plain_loop"] = max(e2e.values()) / rate["baseline_e2e"][1]
     if model_only and "input_pipeline" in rate:
-        best = max(model_only, key=lambda b: model_only[b])
-        ratios["pipeline_over_model"] = rate["input_pipeline"][8] / model_only[best]
+        ratios["pipeline_over_model"] = rate["input_pipeline"][8] / max(model_only.values())
     if ratios:
         recorder.emit(kind="ratios", **ratios)
     rows = [r for r in recorder.records if "images_per_s" in r]

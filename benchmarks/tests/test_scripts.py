@@ -45,7 +45,7 @@ def test_score_throughput_tiny(
     argv = ["--size", "tiny", "--device", "cpu", "--batch-sizes", "1,2", "--num-images", "3",
             "--unique-images", "3", "--workers", "1", "--baseline-images", "3",
             "--image-dir", str(tmp_path / "pics"), "--log", str(log),
-            "--pipeline", pipeline]  # fmt: skip
+            "--pipeline", pipeline, "--visual-attn", "sdpa"]  # fmt: skip
     assert score_throughput.main(argv) == 0
     out = capsys.readouterr().out
     records = _json_lines(out)
@@ -60,7 +60,7 @@ def test_score_throughput_tiny(
     assert {r["batch_size"] for r in parity} == {1, 2}
     assert all(r["compared"] == 3 and r["max_abs_score_diff"] < 1e-5 for r in parity)
     table = out.split("\n\n", 1)[1].splitlines()  # the table after the JSON lines
-    assert table[0].split()[:4] == ["kind", "batch_size", "workers", "images"]
+    assert table[0].split()[:5] == ["kind", "batch_size", "repeat", "workers", "images"]
     assert [row.split()[0] for row in table[2:]] == [
         "input_pipeline", "model_only", "e2e", "model_only", "e2e", "baseline_e2e"
     ]  # fmt: skip
