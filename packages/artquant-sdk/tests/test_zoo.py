@@ -268,6 +268,7 @@ def test_installed_from_a_wheel_uses_the_bundled_manifest_and_the_hub_cache(
     site = tmp_path / "site-packages" / "artquant_sdk"
     site.mkdir(parents=True)
     monkeypatch.setattr(zoo, "__file__", str(site / "_zoo.py"))
+    monkeypatch.chdir(tmp_path)  # the stand-in hub writes its snapshot under the working dir
     assert modelzoo_dir() is None
     assert manifest_path() == BUNDLED
     hub = _FakeHub()
