@@ -11,9 +11,10 @@
 #
 # Environment: OUT (log folder; default benchmarks/out/gpu-<UTC time>), SITE (where the wheels are
 # installed; default $TMPDIR/aq-site), PYTHON (default python3), BUDGET (seconds per throughput
-# measurement; default 12), NUM_IMAGES (default 1024), WORKERS (decode processes; default
-# cores - 2, at most 14), COMPILE=1 (add a torch.compile run at batch 32), LOAD_GB (checkpoint
-# size of the load benchmark; default 2.5; 0 skips it).
+# measurement; default 10), NUM_IMAGES (default 1024), WORKERS (decode processes; default
+# cores - 2, at most 14), VISUAL_SDPA=0 (skip the batch-32 run with fused attention in the ViT
+# and abstractor), COMPILE=1 (add a torch.compile run at batch 32), LOAD_GB (checkpoint size of
+# the load benchmark; default 2.5; 0 skips it).
 set -euo pipefail
 
 # Everything runs inside main, read whole before it starts, so editing this file during a run
@@ -62,11 +63,11 @@ PY
     WORKERS="${WORKERS:-$(( cores > 3 ? (cores - 2 < 14 ? cores - 2 : 14) : 1 ))}"
     if [[ "${DRY_RUN:-0}" == "1" ]]; then
         size=tiny device=cpu dtype=float32 batches=1,2,4 images="${NUM_IMAGES:-16}" unique=8 budget="${BUDGET:-5}"
-        threads="$cores"
+        threads="$cores" big_batch=4
         load_gb="${LOAD_GB:-0.02}" load_base=tiny prep_images=8
     else
-        size=full device=cuda dtype=bfloat16 batches=1,8,32,64 images="${NUM_IMAGES:-1024}" unique=192 budget="${BUDGET:-12}"
-        threads=4  # the model process only launches kernels; leave the cores to the decoders
+        size=full device=cuda dtype=bfloat16 batches=1,8,32,64 images="${NUM_IMAGES:-1024}" unique=192 budget="${BUDGET:-10}"
+        threads=4 big_batch=32  # the model process only launches kernels; cores go to decoding
         load_gb="${LOAD_GB:-2.5}" load_base=full prep_images=48
     fi
     images_dir="${TMPDIR:-/tmp}/aq-bench-images"
@@ -84,10 +85,18 @@ PY
         --time-budget "$budget" --baseline-images 64 --image-dir "$images_dir" --threads "$threads" \
         --log "$OUT/score.jsonl"
 
+    if [[ "${VISUAL_SDPA:-1}" == "1" ]]; then
+        step "scoring throughput with fused (sdpa) attention in the ViT and abstractor"
+        "$PYTHON" benchmarks/score_throughput.py --size "$size" --device "$device" --dtype "$dtype" \
+            --batch-sizes "$big_batch" --num-images "$images" --unique-images "$unique" \
+            --workers "$WORKERS" --time-budget "$budget" --no-baseline --visual-attn sdpa \
+            --image-dir "$images_dir" --threads "$threads" --log "$OUT/score_visual_sdpa.jsonl"
+    fi
+
     if [[ "${COMPILE:-0}" == "1" ]]; then
         step "scoring throughput with torch.compile (batch 32)"
         "$PYTHON" benchmarks/score_throughput.py --size "$size" --device "$device" --dtype "$dtype" \
-            --batch-sizes 32 --num-images "$images" --unique-images "$unique" --workers "$WORKERS" \
+            --batch-sizes "$big_batch" --num-images "$images" --unique-images "$unique" --workers "$WORKERS" \
             --time-budget "$budget" --no-baseline --compile --image-dir "$images_dir" \
             --log "$OUT/score_compile.jsonl"
     fi

@@ -151,7 +151,14 @@ def test_gpu_script_dry_run(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = tmp_path / "out"
-    for name in ("gpu.log", "flops.txt", "preprocess.jsonl", "score.jsonl", "load.jsonl"):
+    for name in (
+        "gpu.log",
+        "flops.txt",
+        "preprocess.jsonl",
+        "score.jsonl",
+        "score_visual_sdpa.jsonl",
+        "load.jsonl",
+    ):
         assert (out / name).is_file(), name
     kinds = {json.loads(line)["kind"] for line in (out / "score.jsonl").read_text().splitlines()}
     assert {"e2e", "model_only", "baseline_e2e", "parity", "ratios"} <= kinds
