@@ -162,3 +162,33 @@ def test_gpu_script_dry_run(tmp_path: Path) -> None:
         assert (out / name).is_file(), name
     kinds = {json.loads(line)["kind"] for line in (out / "score.jsonl").read_text().splitlines()}
     assert {"e2e", "model_only", "baseline_e2e", "parity", "ratios"} <= kinds
+
+
+def test_plot_summarises_medians_and_writes_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    import plot
+
+    base = {"script": "score_throughput", "device": "cuda"}
+    rows = [
+        {**base, "kind": "flops", "ceiling_images_per_s": 400.0},
+        {**base, "kind": "e2e", "batch_size": 8, "images_per_s": 10.0},
+        {**base, "kind": "e2e", "batch_size": 8, "images_per_s": 30.0},
+        {**base, "kind": "e2e", "batch_size": 8, "images_per_s": 20.0},
+        {**base, "kind": "e2e", "batch_size": 1, "images_per_s": 5.0},
+        {**base, "kind": "model_only", "batch_size": 1, "images_per_s": 6.0},
+        {**base, "kind": "baseline_e2e", "batch_size": 1, "images_per_s": 2.0},
+    ]
+    summary = plot.summarise(rows)
+    assert summary["e2e"] == {1: 5.0, 8: 20.0}  # the median of the three repeats
+    assert summary["model_only"] == {1: 6.0}
+    assert summary["baseline"] == 2.0
+    assert summary["ceiling"] == 400.0
+    log = tmp_path / "run.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "plot.png"
+    assert plot.main([str(log), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"script": "other"}) + "\n")
+    with pytest.raises(ValueError, match="holds no score_throughput records"):
+        plot.read_runs([empty])
