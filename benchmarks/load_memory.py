@@ -36,7 +36,9 @@ from _bench import SIZES, Recorder, machine_info, peak_rss_bytes
 logger = logging.getLogger("load_memory")
 
 GIB = 2**30
-LOADERS = ("load_model", "from_pretrained")
+LOADERS = ("load_model", "from_pretrained", "load_model_lora")
+#: LoRA of the ArtQuant release: every q_proj and the image branch of v_proj, r 128, alpha 256.
+LORA_RANK, LORA_ALPHA = 128, 256
 _SAFETENSORS_DTYPES = {"torch.bfloat16": "BF16", "torch.float16": "F16", "torch.float32": "F32"}
 
 
@@ -128,6 +130,58 @@ def write_random_checkpoint(directory: Path, config: dict[str, Any], *, seed: in
     return path.stat().st_size
 
 
+def write_random_lora_release(directory: Path, base: Path, *, seed: int = 1) -> int:
+    """Write an ArtQuant-style LoRA release over the checkpoint in ``base``; returns its bytes.
+
+    The layout of ArtQuant's training script: ``adapter_config.json`` (peft, r 128, alpha 256,
+    targets every ``q_proj`` and ``v_proj.multiway.1``), ``adapter_model.bin`` (the A/B
+    matrices, keys ``base_model.model.model.layers.{i}...lora_A.weight``),
+    ``non_lora_trainables.bin`` (the whole vision tower and abstractor, keys
+    ``base_model.model.model.vision_model...``) and ``config.json``. Random bf16 values.
+    """
+    import torch
+
+    config = json.loads((base / "config.json").read_text())
+    hidden, layers = config["hidden_size"], config["num_hidden_layers"]
+    generator = torch.Generator().manual_seed(seed)
+    targets, adapter = [], {}
+    for layer in range(layers):
+        for module in ("q_proj", "v_proj.multiway.1"):
+            name = f"model.layers.{layer}.self_attn.{module}"
+            targets.append(name)
+            for part, shape in (("lora_A", (LORA_RANK, hidden)), ("lora_B", (hidden, LORA_RANK))):
+                values = torch.randn(shape, generator=generator) * 0.01
+                adapter[f"base_model.model.{name}.{part}.weight"] = values.to(torch.bfloat16)
+    from safetensors import safe_open
+
+    trainables = {}
+    with safe_open(str(base / "model.safetensors"), "pt") as handle:
+        for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+            if key.startswith(("model.vision_model.", "model.visual_abstractor.")):
+                tensor = handle.get_tensor(key)
+                noise = torch.randn(tensor.shape, generator=generator) * 0.001
+                trainables[f"base_model.model.{key}"] = (tensor.float() + noise).to(tensor.dtype)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(adapter, directory / "adapter_model.bin")
+    torch.save(trainables, directory / "non_lora_trainables.bin")
+    peft_config = {
+        "base_model_name_or_path": str(base),
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "inference_mode": True,
+        "lora_alpha": LORA_ALPHA,
+        "lora_dropout": 0.05,
+        "peft_type": "LORA",
+        "r": LORA_RANK,
+        "target_modules": targets,
+        "task_type": "CAUSAL_LM",
+    }
+    (directory / "adapter_config.json").write_text(json.dumps(peft_config, indent=2))
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    del trainables, adapter
+    return sum(p.stat().st_size for p in directory.iterdir())
+
+
 def _drop_page_cache(path: Path) -> bool:
     """Evict the checkpoint from the page cache (POSIX_FADV_DONTNEED) so loads start cold."""
     if not hasattr(os, "posix_fadvise"):
@@ -141,7 +195,7 @@ def _drop_page_cache(path: Path) -> bool:
     return True
 
 
-def child(loader: str, path: Path) -> dict[str, Any]:
+def child(loader: str, path: Path, base: Path | None = None) -> dict[str, Any]:
     """Run inside the fresh process: import, load, measure."""
     import torch
     from _pipeline import product
@@ -154,6 +208,8 @@ def child(loader: str, path: Path) -> dict[str, Any]:
         model = product("load_model")(path, dtype="bfloat16", device="cpu")
     elif loader == "from_pretrained":
         model = MPLUGOwl2ForCausalLM.from_pretrained(path, dtype=torch.bfloat16)
+    elif loader == "load_model_lora":  # path is the release, merged into the base in place
+        model = product("load_model")(path, base=base, dtype="bfloat16", device="cpu")
     else:
         raise ValueError(f"unknown loader {loader!r}; choose one of {LOADERS}")
     seconds = time.perf_counter() - start
@@ -173,10 +229,12 @@ def child(loader: str, path: Path) -> dict[str, Any]:
     }
 
 
-def measure(loader: str, path: Path, *, cold: bool) -> dict[str, Any]:
+def measure(loader: str, path: Path, *, cold: bool, base: Path | None = None) -> dict[str, Any]:
     """Run :func:`child` in a new interpreter and return what it reports."""
     if cold:
-        _drop_page_cache(path / "model.safetensors")
+        for folder in (path, base):
+            for file in folder.iterdir() if folder else ():
+                _drop_page_cache(file)
     command = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -185,6 +243,8 @@ def measure(loader: str, path: Path, *, cold: bool) -> dict[str, Any]:
         "--path",
         str(path),
     ]
+    if base is not None:
+        command += ["--base", str(base)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{loader} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
@@ -200,7 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dir", type=Path, default=None, help="where to write (default: a temp dir, removed after)"
     )
-    parser.add_argument("--loaders", default=",".join(LOADERS))
+    parser.add_argument(
+        "--loaders",
+        default=",".join(LOADERS),
+        help="load_model (full checkpoint), from_pretrained, load_model_lora (an ArtQuant LoRA "
+        "release over the checkpoint, merged)",
+    )
     parser.add_argument(
         "--base-size", choices=sorted(SIZES), default="full", help="widths of the checkpoint"
     )
@@ -210,9 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", type=Path, default=None)
     parser.add_argument("--child", choices=LOADERS, help=argparse.SUPPRESS)
     parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--base", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.path)))
+        print(json.dumps(child(args.child, args.path, args.base)))
         return 0
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
@@ -231,17 +297,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = checkpoint_config(int(args.target_gb * 1e9), base=args.base_size)
         start = time.perf_counter()
-        size = write_random_checkpoint(directory, config)
+        checkpoint_size = write_random_checkpoint(directory, config)
         recorder.emit(
             kind="checkpoint",
-            bytes=size,
-            gib=size / GIB,
+            bytes=checkpoint_size,
+            gib=checkpoint_size / GIB,
             llm_layers=config["num_hidden_layers"],
             write_seconds=time.perf_counter() - start,
         )
+        release = directory.parent / "lora_release"
+        release_size = 0
+        if "load_model_lora" in loaders:
+            release_size = write_random_lora_release(release, directory)
+            recorder.emit(kind="lora_release", bytes=release_size, gib=release_size / GIB)
         for loader in loaders:
-            result = measure(loader, directory, cold=not args.warm)
+            lora = loader == "load_model_lora"
+            result = measure(
+                loader, release if lora else directory, cold=not args.warm,
+                base=directory if lora else None,
+            )  # fmt: skip
             peak, before = result["peak_rss"], result["rss_before_load"]
+            # the release's files are read too: the base plus everything in the release
+            size = checkpoint_size + (release_size if lora else 0)
             recorder.emit(
                 kind="load",
                 loader=loader,

@@ -109,11 +109,42 @@ def test_load_memory_tiny_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert checkpoint["bytes"] == size
     assert 0.011e9 < size < 0.014e9
     loads = {r["loader"]: r for r in records if r["kind"] == "load"}
-    assert set(loads) == {"load_model", "from_pretrained"}
+    assert set(loads) == {"load_model", "from_pretrained", "load_model_lora"}
+    [release] = [r for r in records if r["kind"] == "lora_release"]
+    assert loads["load_model_lora"]["disk_gib"] * 2**30 == pytest.approx(size + release["bytes"])
     for record in loads.values():
         assert record["param_dtypes"] == ["torch.bfloat16"]
         assert record["peak_rss_gib"] >= record["rss_before_load_gib"] > 0
     assert loads["load_model"]["params"] == loads["from_pretrained"]["params"]
+    assert loads["load_model_lora"]["params"] == loads["load_model"]["params"]
+
+
+def test_lora_release_merges_into_the_base(tmp_path: Path) -> None:
+    """The written release loads over the base and moves q_proj by B @ A * alpha / r."""
+    import torch
+
+    from artquant_model import load_model
+
+    base = tmp_path / "base"
+    load_memory.write_random_checkpoint(base, load_memory.checkpoint_config(1, base="tiny"))
+    release = tmp_path / "release"
+    load_memory.write_random_lora_release(release, base)
+    plain = load_model(base, dtype="float32")
+    merged = load_model(release, base=base, dtype="float32")
+    adapter = torch.load(release / "adapter_model.bin", weights_only=True)
+    prefix = "base_model.model.model.layers.0.self_attn.q_proj"
+    delta = adapter[f"{prefix}.lora_B.weight"].float() @ adapter[f"{prefix}.lora_A.weight"].float()
+    scale = load_memory.LORA_ALPHA / load_memory.LORA_RANK
+    got = (
+        merged.model.layers[0].self_attn.q_proj.weight
+        - plain.model.layers[0].self_attn.q_proj.weight
+    )
+    torch.testing.assert_close(got, delta * scale, atol=2e-3, rtol=0)  # bf16 inputs
+    # the release's vision tower replaces the base's
+    assert not torch.equal(
+        merged.model.vision_model.embeddings.patch_embed.weight,
+        plain.model.vision_model.embeddings.patch_embed.weight,
+    )
 
 
 def test_written_checkpoint_is_valid_safetensors(tmp_path: Path) -> None:
