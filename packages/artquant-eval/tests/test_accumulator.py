@@ -98,10 +98,14 @@ def test_accumulator_errors() -> None:
     acc = MetricAccumulator()
     with pytest.raises(MetricInputError, match="the accumulator is empty"):
         acc.compute()
-    with pytest.raises(MetricInputError, match="same length; got 2 and 1"):
+    with pytest.raises(MetricInputError, match="same length; got 2 predictions and 1 targets"):
         acc.update([1.0, 2.0], [1.0])
     with pytest.raises(MetricInputError, match="pass both pred_probs and target_probs"):
         acc.update([1.0], [1.0], pred_probs=[[0.5, 0.5]])
+    with pytest.raises(
+        MetricInputError, match=r"must both have shape \(1, K\); got \(1, 2\) and \(2, 2\)"
+    ):
+        acc.update([1.0], [1.0], pred_probs=[[0.5, 0.5]], target_probs=[[0.5, 0.5], [1.0, 0.0]])
     with pytest.raises(MetricInputError, match=r"ids must hold one entry per pair \(2\)"):
         acc.update([1.0, 2.0], [1.0, 2.0], ids=["a"])
     with pytest.raises(TypeError, match="'ids' is data: pass it to update"):

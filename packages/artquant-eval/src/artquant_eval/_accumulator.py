@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from artquant_eval._distribution import as_distributions
+from artquant_eval._distribution import as_distribution_pairs
 from artquant_eval._report import EvalReport, evaluate
-from artquant_eval._validation import MetricInputError, as_vector
+from artquant_eval._validation import MetricInputError, as_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +86,7 @@ class MetricAccumulator:
             MetricInputError: Lengths differ, bad distributions, or the batch carries
                 different optional fields from the first batch.
         """
-        p = as_vector(np.reshape(pred, -1) if np.ndim(pred) == 0 else pred, "pred")
-        t = as_vector(np.reshape(target, -1) if np.ndim(target) == 0 else target, "target")
-        if p.size != t.size:
-            raise MetricInputError(
-                f"pred and target must have the same length; got {p.size} and {t.size}"
-            )
+        p, t = as_vectors(np.atleast_1d(pred), np.atleast_1d(target))
         if (pred_probs is None) != (target_probs is None):
             raise MetricInputError("pass both pred_probs and target_probs, or neither")
         fields = (ids is not None, groups is not None, pred_probs is not None)
@@ -106,13 +101,7 @@ class MetricAccumulator:
         id_batch = self._labels(ids, "ids", p.size)
         group_batch = self._labels(groups, "groups", p.size)
         if pred_probs is not None and target_probs is not None:
-            pp = as_distributions(pred_probs, "pred_probs")
-            tp = as_distributions(target_probs, "target_probs")
-            if pp.shape != tp.shape or pp.shape[0] != p.size:
-                raise MetricInputError(
-                    f"pred_probs and target_probs must have shape ({p.size}, K); got "
-                    f"{pp.shape} and {tp.shape}"
-                )
+            pp, tp = as_distribution_pairs(pred_probs, target_probs, p.size)
             self._pred_probs.append(pp)
             self._target_probs.append(tp)
         # Only a batch that passed every check fixes the fields of later ones.

@@ -76,6 +76,33 @@ def as_distributions(values: ArrayLike, name: str) -> NDArray[np.float64]:
     return array
 
 
+def as_distribution_pairs(
+    pred_probs: ArrayLike, target_probs: ArrayLike, n: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Validate the predicted and target distributions paired with ``n`` scores.
+
+    Args:
+        pred_probs: Predicted level distributions, ``(n, K)``.
+        target_probs: Target level distributions, ``(n, K)``.
+        n: The number of (prediction, target) score pairs they belong to.
+
+    Returns:
+        Both as ``(n, K)`` float64 arrays.
+
+    Raises:
+        MetricInputError: A bad distribution (see :func:`as_distributions`), or the shapes
+            differ from each other or from ``(n, K)``.
+    """
+    pp = as_distributions(pred_probs, "pred_probs")
+    tp = as_distributions(target_probs, "target_probs")
+    if pp.shape != tp.shape or pp.shape[0] != n:
+        raise MetricInputError(
+            f"pred_probs and target_probs must both have shape ({n}, K); got "
+            f"{pp.shape} and {tp.shape}"
+        )
+    return pp, tp
+
+
 def _pair(pred: ArrayLike, target: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     p = as_distributions(pred, "pred")
     t = as_distributions(target, "target")
@@ -199,6 +226,7 @@ def wasserstein_distance(
 
 __all__ = [
     "ROW_SUM_TOLERANCE",
+    "as_distribution_pairs",
     "as_distributions",
     "js_divergence",
     "kl_divergence",

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from artquant_eval._distribution import (
-    as_distributions,
+    as_distribution_pairs,
     js_divergence,
     kl_divergence,
     wasserstein_distance,
@@ -37,6 +37,7 @@ from artquant_eval._validation import (
     MetricInputError,
     TooFewPairsError,
     as_vector,
+    as_vectors,
     check_min_pairs,
     finite_mask,
 )
@@ -606,13 +607,7 @@ def evaluate(
     if threshold is not None and not math.isfinite(float(threshold)):
         raise ValueError(f"threshold must be a finite number or None; got {threshold!r}")
 
-    p = as_vector(pred, "pred")
-    t = as_vector(target, "target")
-    if p.size != t.size:
-        raise MetricInputError(
-            f"pred and target must have the same length; got {p.size} predictions and "
-            f"{t.size} targets"
-        )
+    p, t = as_vectors(pred, target)
     id_list = None if ids is None else _as_labels(ids, "ids", p.size)
     if id_list is not None and len(set(id_list)) != len(id_list):
         duplicates = sorted(i for i, count in Counter(id_list).items() if count > 1)
@@ -624,13 +619,7 @@ def evaluate(
         raise MetricInputError("pass both pred_probs and target_probs, or neither")
     pp = tp = None
     if pred_probs is not None and target_probs is not None:
-        pp = as_distributions(pred_probs, "pred_probs")
-        tp = as_distributions(target_probs, "target_probs")
-        if pp.shape != tp.shape or pp.shape[0] != p.size:
-            raise MetricInputError(
-                f"pred_probs and target_probs must both have shape ({p.size}, K); got "
-                f"{pp.shape} and {tp.shape}"
-            )
+        pp, tp = as_distribution_pairs(pred_probs, target_probs, p.size)
     values = None
     if level_values is not None:
         values = as_vector(level_values, "level_values")

@@ -46,6 +46,24 @@ def as_vector(values: ArrayLike, name: str) -> NDArray[np.float64]:
     return array
 
 
+def as_vectors(
+    pred: ArrayLike, target: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Convert ``pred`` and ``target`` with :func:`as_vector` and check their lengths match.
+
+    Raises:
+        MetricInputError: Either is not 1-D numbers, or their lengths differ.
+    """
+    p = as_vector(pred, "pred")
+    t = as_vector(target, "target")
+    if p.size != t.size:
+        raise MetricInputError(
+            f"pred and target must have the same length; got {p.size} predictions and "
+            f"{t.size} targets"
+        )
+    return p, t
+
+
 def check_nan_policy(nan_policy: str) -> None:
     """Raise unless ``nan_policy`` is one of the supported policies."""
     if nan_policy not in _NAN_POLICIES:
@@ -97,13 +115,7 @@ def as_pair(
         MetricInputError: Not 1-D, lengths differ, or NaN/inf under ``nan_policy="raise"``.
         TooFewPairsError: Fewer than ``min_pairs`` pairs remain.
     """
-    p = as_vector(pred, "pred")
-    t = as_vector(target, "target")
-    if p.shape != t.shape:
-        raise MetricInputError(
-            f"pred and target must have the same length; got {p.size} predictions and "
-            f"{t.size} targets"
-        )
+    p, t = as_vectors(pred, target)
     mask = finite_mask(p, t, nan_policy)
     dropped = 0
     if mask is not None:
@@ -142,6 +154,7 @@ __all__ = [
     "TooFewPairsError",
     "as_pair",
     "as_vector",
+    "as_vectors",
     "check_min_pairs",
     "check_nan_policy",
     "check_not_constant",
