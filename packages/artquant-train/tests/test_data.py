@@ -68,6 +68,12 @@ def test_rank_slices_partition_the_global_batch_contiguously() -> None:
     shares = [rank_slice(batch, r, 2) for r in range(2)]
     assert shares == [[9, 4], [7, 1, 3]]
     assert rank_slice(batch, 0, 1) == batch
+    with pytest.raises(
+        ValueError, match=r"rank must be in \[0, world_size\).*got rank 2, world_size 2"
+    ):
+        rank_slice(batch, 2, 2)
+    with pytest.raises(ValueError, match="got rank 0, world_size 0"):
+        rank_slice(batch, 0, 0)
 
 
 def _row(ids: list[int], labels: list[int], rank: int) -> dict[str, object]:

@@ -144,7 +144,27 @@ def is_complete(path: Path) -> bool:
 
 
 def complete_checkpoints(output_dir: Path) -> list[Path]:
-    """Complete ``checkpoint-<step>`` folders of a run, oldest first."""
+    """Complete ``checkpoint-<step>`` folders of a run, oldest first.
+
+    A folder counts only when it holds the ``COMPLETE`` marker that :func:`atomic_directory`
+    writes last, so a save cut short never shows up here.
+
+    Args:
+        output_dir: the run folder (it need not exist).
+
+    Returns:
+        The complete checkpoint folders, sorted by step; empty when there are none.
+
+    Example:
+        >>> import tempfile
+        >>> run = Path(tempfile.mkdtemp())
+        >>> for step in (20, 100):
+        ...     with atomic_directory(run / checkpoint_name(step)):
+        ...         pass
+        >>> (run / checkpoint_name(300)).mkdir()  # no marker: an interrupted save
+        >>> [p.name for p in complete_checkpoints(run)], latest_checkpoint(run).name
+        (['checkpoint-00000020', 'checkpoint-00000100'], 'checkpoint-00000100')
+    """
     root = Path(output_dir)
     if not root.is_dir():
         return []
@@ -157,7 +177,15 @@ def complete_checkpoints(output_dir: Path) -> list[Path]:
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run, or ``None``."""
+    """The newest complete checkpoint of a run, or ``None``.
+
+    Args:
+        output_dir: the run folder (it need not exist).
+
+    Returns:
+        The complete checkpoint with the highest step (see :func:`complete_checkpoints`), or
+        ``None`` when the run has none.
+    """
     found = complete_checkpoints(output_dir)
     return found[-1] if found else None
 

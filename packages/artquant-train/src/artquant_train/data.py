@@ -59,6 +59,11 @@ def mix_sources(lists: Sequence[Sequence[T]], weights: Sequence[float], seed: in
 
     Raises:
         ValueError: counts differ or a weight is not positive.
+
+    Example:
+        >>> mixed = mix_sources([["s1", "s2"], ["d1", "d2", "d3", "d4"]], [1, 0.5], seed=0)
+        >>> mixed[:2], len(mixed)
+        (['s1', 's2'], 4)
     """
     if len(lists) != len(weights):
         raise ValueError(f"{len(lists)} sources but {len(weights)} weights")
@@ -258,6 +263,15 @@ def global_micro_batches(
 
     Returns:
         Lists of item indices.
+
+    Raises:
+        ValueError: ``global_batch`` is below 1.
+
+    Example:
+        >>> batches = global_micro_batches([5, 9, 7, 3, 8], global_batch=2, seed=0, epoch=0,
+        ...                                group_by_length=False, min_rows=2)
+        >>> [len(b) for b in batches]  # the fifth item would make a batch of 1 < min_rows
+        [2, 2]
     """
     if global_batch < 1:
         raise ValueError(f"global_batch must be >= 1, got {global_batch}")
@@ -284,7 +298,28 @@ def global_micro_batches(
 
 
 def rank_slice(batch: Sequence[int], rank: int, world_size: int) -> list[int]:
-    """The contiguous share of a global micro-batch that process ``rank`` trains on."""
+    """The contiguous share of a global micro-batch that process ``rank`` trains on.
+
+    Args:
+        batch: the item indices of one global micro-batch.
+        rank: this process's rank, in ``[0, world_size)``.
+        world_size: the number of processes.
+
+    Returns:
+        The indices of ``rank``'s share; the shares of all ranks concatenate to ``batch``.
+
+    Raises:
+        ValueError: ``world_size`` is below 1 or ``rank`` is outside ``[0, world_size)``.
+
+    Example:
+        >>> rank_slice([4, 0, 3, 1, 2], rank=0, world_size=2), rank_slice([4, 0, 3, 1, 2], 1, 2)
+        ([4, 0], [3, 1, 2])
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(
+            f"rank must be in [0, world_size) with world_size >= 1; got rank {rank}, "
+            f"world_size {world_size}"
+        )
     count = len(batch)
     start = (rank * count) // world_size
     stop = ((rank + 1) * count) // world_size
