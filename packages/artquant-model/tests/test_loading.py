@@ -12,10 +12,12 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 
 from artquant_model import (
+    DTYPE_NAMES,
     CheckpointError,
     MPLUGOwl2ForCausalLM,
     detect_checkpoint_format,
     load_model,
+    parse_dtype,
 )
 from artquant_model.testing import save_tiny_model, tiny_model
 
@@ -108,10 +110,42 @@ def test_dtype_options(tiny_dir: Path) -> None:
     assert load_model(tiny_dir, dtype="bfloat16").dtype == torch.bfloat16
     assert load_model(tiny_dir, dtype=torch.float16).dtype == torch.float16
     assert load_model(tiny_dir, dtype="auto").dtype == torch.float32  # as saved
-    with pytest.raises(ValueError, match="'float32', 'bfloat16', 'float16', 'auto'"):
+    config = json.loads((tiny_dir / "config.json").read_text())
+    (tiny_dir / "config.json").write_text(json.dumps({**config, "dtype": "bfloat16"}))
+    assert load_model(tiny_dir, dtype="auto").dtype == torch.bfloat16
+    legacy = {key: value for key, value in config.items() if key != "dtype"}
+    (tiny_dir / "config.json").write_text(json.dumps({**legacy, "torch_dtype": "float16"}))
+    assert load_model(tiny_dir, dtype="auto").dtype == torch.float16  # transformers 4 name
+    assert load_model(tiny_dir).dtype == torch.float32  # None: float32 whatever is recorded
+    with pytest.raises(ValueError, match=r"unknown dtype 'float8'; use one of 'auto', 'float32'"):
         load_model(tiny_dir, dtype="float8")
-    with pytest.raises(ValueError, match="floating point dtype"):
+    with pytest.raises(ValueError, match=r"torch\.int8 is not supported; use torch\.float32"):
         load_model(tiny_dir, dtype=torch.int8)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("float32", torch.float32),
+        (" FP32 ", torch.float32),
+        ("bf16", torch.bfloat16),
+        ("Half", torch.float16),
+        (torch.float16, torch.float16),
+    ],
+)
+def test_parse_dtype_names(value: str | torch.dtype, expected: torch.dtype) -> None:
+    assert parse_dtype(value) is expected
+    assert set(DTYPE_NAMES.values()) == {torch.float32, torch.bfloat16, torch.float16}
+
+
+def test_parse_dtype_auto_and_errors() -> None:
+    assert parse_dtype("auto", auto=torch.bfloat16) is torch.bfloat16
+    with pytest.raises(ValueError, match=r"unknown dtype 'auto'; use one of 'float32'"):
+        parse_dtype("auto")  # only where the caller says what auto means
+    with pytest.raises(ValueError, match=r"torch\.float64 is not supported"):
+        parse_dtype(torch.float64)
+    with pytest.raises(ValueError, match=r"unknown dtype 3; use one of"):
+        parse_dtype(3)  # type: ignore[arg-type]
 
 
 def test_attention_implementation_option(tiny_dir: Path) -> None:

@@ -1,4 +1,4 @@
-"""The docstring examples of the package root, configuration, model and testing modules run."""
+"""The docstring examples of the root, configuration, loading, model and testing modules run."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 MODULES = [
     "artquant_model",
     "artquant_model.configuration_mplug_owl2",
+    "artquant_model.loading",
     "artquant_model.modeling_mplug_owl2",
     "artquant_model.testing",
 ]

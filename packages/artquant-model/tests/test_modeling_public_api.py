@@ -8,6 +8,7 @@ import artquant_model.testing
 PUBLIC = {
     # model, configuration and loading
     "CheckpointError",
+    "DTYPE_NAMES",
     "MPLUGOwl2AbstractorConfig",
     "MPLUGOwl2Config",
     "MPLUGOwl2ForCausalLM",
@@ -17,6 +18,7 @@ PUBLIC = {
     "MultimodalInputs",
     "detect_checkpoint_format",
     "load_model",
+    "parse_dtype",
     # processing, levels and scoring
     "ARTQUANT_LEVELS",
     "ARTQUANT_SCORE_PROMPT",

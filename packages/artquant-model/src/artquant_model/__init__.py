@@ -2,7 +2,8 @@
 
 * the model as native transformers classes (:class:`MPLUGOwl2Config`,
   :class:`MPLUGOwl2ForCausalLM`; no remote code, nothing patched) and :func:`load_model` for the
-  released checkpoint formats (full folders, ArtQuant LoRA releases);
+  released checkpoint formats (full folders, ArtQuant LoRA releases), :func:`parse_dtype` for
+  the dtype names every package accepts;
 * the original tokenizer and image preprocessing (:class:`MPLUGOwl2Processor`,
   :func:`load_tokenizer`, :class:`MPLUGOwl2ImageProcessor`, the prompt constants);
 * level scoring as configuration (:class:`LevelSpec`, :data:`ARTQUANT_LEVELS`,
@@ -36,7 +37,13 @@ from artquant_model.levels import (
     level_scores,
     open_set_level_probs,
 )
-from artquant_model.loading import CheckpointError, detect_checkpoint_format, load_model
+from artquant_model.loading import (
+    DTYPE_NAMES,
+    CheckpointError,
+    detect_checkpoint_format,
+    load_model,
+    parse_dtype,
+)
 from artquant_model.modeling_mplug_owl2 import (
     MPLUGOwl2ForCausalLM,
     MPLUGOwl2Model,
@@ -67,6 +74,7 @@ __all__ = [
     "ARTQUANT_SCORE_PROMPT",
     "DEFAULT_IMAGE_TOKEN",
     "DESCRIBE_PROMPT",
+    "DTYPE_NAMES",
     "IMAGE_TOKEN_INDEX",
     "LEVEL_PRESETS",
     "ONEALIGN_LEVELS",
@@ -95,6 +103,7 @@ __all__ = [
     "load_model",
     "load_tokenizer",
     "open_set_level_probs",
+    "parse_dtype",
     "score_images",
     "score_pixel_values",
     "tokenizer_image_token",

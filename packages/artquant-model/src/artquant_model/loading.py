@@ -21,6 +21,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import torch
@@ -38,7 +39,14 @@ from artquant_model.modeling_mplug_owl2 import (
     query_position_table,
 )
 
-__all__ = ["CheckpointError", "CheckpointFormat", "detect_checkpoint_format", "load_model"]
+__all__ = [
+    "DTYPE_NAMES",
+    "CheckpointError",
+    "CheckpointFormat",
+    "detect_checkpoint_format",
+    "load_model",
+    "parse_dtype",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +64,18 @@ NON_LORA_FILE = "non_lora_trainables.bin"
 _FULL_FILES = (SAFETENSORS_INDEX_FILE, SAFETENSORS_FILE, BIN_INDEX_FILE, BIN_FILE)
 _IGNORED_KEY_SUFFIXES = ("rotary_emb.inv_freq",)
 _RECOMPUTABLE_SUFFIXES = ("attention.q_pos_embed", "attention.k_pos_embed")
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
+DTYPE_NAMES: Mapping[str, torch.dtype] = MappingProxyType(
+    {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "half": torch.float16,
+    }
+)
+_SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _MAX_LISTED = 20
 _PROGRESS_MIN_TENSORS = 200  # the tiny test models (112 tensors) load without a bar
 
@@ -217,24 +229,56 @@ def _full_weights(folder: Path) -> _TensorSource:
 # ---------------------------------------------------------------------------------------------
 
 
+def parse_dtype(dtype: str | torch.dtype, *, auto: torch.dtype | None = None) -> torch.dtype:
+    """Turn a dtype name or a torch dtype into one of the supported weight dtypes.
+
+    Args:
+        dtype: A name of :data:`DTYPE_NAMES` (case-insensitive: ``"float32"``/``"fp32"``,
+            ``"bfloat16"``/``"bf16"``, ``"float16"``/``"fp16"``/``"half"``), ``torch.float32``,
+            ``torch.bfloat16`` or ``torch.float16``; ``"auto"`` when ``auto`` is given.
+        auto: What ``"auto"`` means for the caller (None: ``"auto"`` is not accepted).
+
+    Returns:
+        The torch dtype.
+
+    Raises:
+        ValueError: An unknown name or an unsupported dtype; the message lists the allowed ones.
+
+    Example:
+        >>> parse_dtype("BF16")
+        torch.bfloat16
+        >>> parse_dtype("auto", auto=torch.float16)
+        torch.float16
+    """
+    if isinstance(dtype, torch.dtype):
+        if dtype in _SUPPORTED_DTYPES:
+            return dtype
+        raise ValueError(
+            f"dtype {dtype} is not supported; use torch.float32, torch.bfloat16 or torch.float16"
+        )
+    name = dtype.strip().lower() if isinstance(dtype, str) else None
+    if name == "auto" and auto is not None:
+        return auto
+    if name is not None and name in DTYPE_NAMES:
+        return DTYPE_NAMES[name]
+    allowed = (["auto"] if auto is not None else []) + list(DTYPE_NAMES)
+    raise ValueError(
+        f"unknown dtype {dtype!r}; use one of {', '.join(map(repr, allowed))} or a torch dtype"
+    )
+
+
+def _config_dtype(config: MPLUGOwl2Config) -> torch.dtype:
+    """The dtype config.json records (``torch_dtype``), float32 when none or unsupported."""
+    stored = getattr(config, "dtype", None)
+    if isinstance(stored, str):
+        stored = DTYPE_NAMES.get(stored.lower())
+    return stored if stored in _SUPPORTED_DTYPES else torch.float32
+
+
 def _resolve_dtype(dtype: torch.dtype | str | None, config: MPLUGOwl2Config) -> torch.dtype:
     if dtype is None:
         return torch.float32
-    if isinstance(dtype, torch.dtype):
-        if not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating point dtype, got {dtype}")
-        return dtype
-    if dtype == "auto":
-        stored = getattr(config, "dtype", None)
-        if isinstance(stored, str):
-            stored = _DTYPES.get(stored)
-        return stored if isinstance(stored, torch.dtype) else torch.float32
-    if dtype in _DTYPES:
-        return _DTYPES[dtype]
-    raise ValueError(
-        f"dtype must be a torch dtype or one of 'float32', 'bfloat16', 'float16', 'auto'; "
-        f"got {dtype!r}"
-    )
+    return parse_dtype(dtype, auto=_config_dtype(config))
 
 
 def _read_config(folder: Path) -> MPLUGOwl2Config:
@@ -534,8 +578,8 @@ def load_model(
         base: For a LoRA release, the full base checkpoint (mplug-owl2-llama2-7b). When omitted,
             ``base_model_name_or_path`` of ``adapter_config.json`` is used if it is a local folder
             (absolute or relative to the release).
-        dtype: Weight and compute dtype: a torch dtype, ``"float32"``, ``"bfloat16"``,
-            ``"float16"`` or ``"auto"`` (the ``torch_dtype`` of config.json). Default float32.
+        dtype: Weight and compute dtype: a name of :data:`DTYPE_NAMES` or a torch dtype (see
+            :func:`parse_dtype`), or ``"auto"`` (the dtype config.json records). Default float32.
         device: Where the weights go (default CPU). Each tensor moves there as it is read.
         merge_lora: For a LoRA release, merge ``W += B @ A * alpha / r`` into the weights and
             return a plain model; ``False`` returns a peft ``PeftModel`` with the adapter on top.

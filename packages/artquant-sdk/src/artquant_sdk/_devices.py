@@ -11,17 +11,8 @@ import re
 
 import torch
 
-__all__ = ["DTYPE_NAMES", "default_dtype", "resolve_device", "resolve_dtype"]
+__all__ = ["default_dtype", "resolve_device", "resolve_dtype"]
 
-DTYPE_NAMES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-}
 _DEVICE = re.compile(r"^(cpu|mps|cuda)(:\d+)?$")
 _ALLOWED_DEVICES = "'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps'"
 
@@ -91,29 +82,23 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     """Turn a dtype request into a floating ``torch.dtype``.
 
     Args:
-        dtype: None or ``"auto"`` (see :func:`default_dtype`), a name of :data:`DTYPE_NAMES`,
-            or ``torch.float32`` / ``torch.bfloat16`` / ``torch.float16``.
+        dtype: None or ``"auto"`` (see :func:`default_dtype`), a name of
+            ``artquant_model.DTYPE_NAMES`` (``"float32"``/``"fp32"``, ``"bfloat16"``/``"bf16"``,
+            ``"float16"``/``"fp16"``/``"half"``), or ``torch.float32`` / ``torch.bfloat16`` /
+            ``torch.float16``.
         device: The device the model will run on.
 
     Returns:
         The compute dtype.
 
     Raises:
-        ValueError: Unknown name or non-floating dtype; the message lists the allowed ones.
+        ValueError: Unknown name or unsupported dtype; the message lists the allowed ones.
 
     Example:
         >>> resolve_dtype("bf16", torch.device("cpu"))
         torch.bfloat16
     """
-    if dtype is None or dtype == "auto":
-        return default_dtype(device)
-    if isinstance(dtype, torch.dtype):
-        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-            raise ValueError(
-                f"dtype {dtype} is not supported; use torch.float32, torch.bfloat16 or "
-                "torch.float16"
-            )
-        return dtype
-    if isinstance(dtype, str) and dtype.strip().lower() in DTYPE_NAMES:
-        return DTYPE_NAMES[dtype.strip().lower()]
-    raise ValueError(f"unknown dtype {dtype!r}; use 'auto', {', '.join(map(repr, DTYPE_NAMES))}")
+    # Imported here: artquant_model pulls in transformers, which `artquant models` never needs.
+    from artquant_model import parse_dtype
+
+    return parse_dtype("auto" if dtype is None else dtype, auto=default_dtype(device))
