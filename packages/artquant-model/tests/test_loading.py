@@ -221,6 +221,45 @@ def test_bin_with_non_tensor_objects_is_refused(tiny_dir: Path) -> None:
         load_model(tiny_dir)
 
 
+class _Payload:
+    """Unpickling this would create ``marker``: weights_only loading must refuse it first."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_bin_with_code_in_its_pickle_is_refused_without_running_it(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pickle-ran"
+    state = load_file(tiny_dir / "model.safetensors")
+    (tiny_dir / "model.safetensors").unlink()
+    torch.save({**state, "payload": _Payload(marker)}, tiny_dir / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match=r"weights_only=True"):
+        load_model(tiny_dir)
+    assert not marker.exists()
+
+
+def test_model_is_built_once_on_the_meta_device(
+    tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No random initialisation and no second copy: the checkpoint tensors are the weights.
+    built: list[set[str]] = []
+    init = MPLUGOwl2ForCausalLM.__init__
+
+    def spy(self: MPLUGOwl2ForCausalLM, *args: object, **kwargs: object) -> None:
+        init(self, *args, **kwargs)
+        built.append({tensor.device.type for tensor in self.parameters()})
+
+    monkeypatch.setattr(MPLUGOwl2ForCausalLM, "__init__", spy)
+    model = load_model(tiny_dir)
+    assert built == [{"meta"}]
+    assert {tensor.device.type for tensor in model.state_dict().values()} == {"cpu"}
+
+
 # ---- the tiny fixture's files and LoRA release --------------------------------------------
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AttentionInterface, AutoConfig, AutoModelForCausalLM
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from artquant_model import MPLUGOwl2Config, MPLUGOwl2ForCausalLM
-from artquant_model.testing import tiny_config, tiny_model
+from artquant_model import MPLUGOwl2Config, MPLUGOwl2ForCausalLM, load_model
+from artquant_model.testing import save_tiny_model, tiny_config, tiny_model
 
 IMG = -200
 ATOL = 1e-5
@@ -369,3 +371,36 @@ def test_return_dict_false_gives_a_tuple(model: MPLUGOwl2ForCausalLM) -> None:
 def test_unknown_attention_implementation_is_refused() -> None:
     with pytest.raises(ValueError, match="bogus"):
         tiny_model(attn_implementation="bogus")
+
+
+def test_llm_attention_goes_through_transformers_attention_interface(
+    monkeypatch: pytest.MonkeyPatch, model: MPLUGOwl2ForCausalLM
+) -> None:
+    # The same dispatch serves flash_attention_2: a registered back-end is what the layers call.
+    calls: list[tuple[int, ...]] = []
+
+    def probe(module, query, key, value, attention_mask, **kwargs):
+        calls.append(tuple(query.shape))
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, "artquant_probe", probe)
+    probed = tiny_model(seed=3, attn_implementation="artquant_probe")
+    ids = torch.tensor([[1, 10, IMG, 11]])
+    with torch.no_grad():
+        logits = probed(input_ids=ids, images=_images(1)).logits
+        reference = model(input_ids=ids, images=_images(1)).logits
+    layers, heads = probed.config.num_hidden_layers, probed.config.num_attention_heads
+    head_dim = probed.config.hidden_size // heads
+    assert calls == [(1, heads, 3 + TOKENS_PER_IMAGE, head_dim)] * layers
+    _close(logits, reference)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("flash_attn") is not None, reason="flash-attn is installed here"
+)
+def test_flash_attention_2_without_the_package_is_a_clear_import_error(tmp_path) -> None:
+    with pytest.raises(ImportError, match="FlashAttention2"):
+        tiny_model(attn_implementation="flash_attention_2")
+    folder = save_tiny_model(tmp_path / "tiny")
+    with pytest.raises(ImportError, match="FlashAttention2"):
+        load_model(folder, attn_implementation="flash_attention_2")
