@@ -234,8 +234,12 @@ def test_score_samples_without_level_probs_get_the_estimated_distribution(
         tiny_base, small_data, tmp_path, **{"data.train": [{"path": str(stripped)}]}
     )
     items, _ = build_training_items(config, tiny_tokenizer())
-    expected = estimate_level_distribution(rows[0]["gt_score"])
-    assert items[0].level_probs == pytest.approx(tuple(expected), abs=1e-9)
+    assert len(items) == 3
+    assert len({row["gt_score"] for row in rows[:3]}) == 3
+    for item, row in zip(items, rows[:3], strict=True):
+        # each sample gets the estimate of its own score, the same as a call for it alone
+        expected = estimate_level_distribution(row["gt_score"])
+        assert item.level_probs == pytest.approx(tuple(expected), abs=1e-12)
 
 
 def test_recipe_trains_lora_vision_and_abstractor_only(

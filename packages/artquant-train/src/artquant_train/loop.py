@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -182,8 +182,27 @@ def _image_processor_dir(config: TrainConfig) -> Path:
     return Path(config.model.base)
 
 
-def _level_probs_reader(config: TrainConfig) -> Callable[[Any], tuple[float, ...]]:
+def _level_probs_reader(
+    config: TrainConfig, samples: Sequence[Any]
+) -> Callable[[Any], tuple[float, ...]]:
+    from artquant_data import estimate_level_distribution
+
     count = len(config.levels.words)
+    # Samples without level_probs get the paper's estimate from gt_score. One batched call for
+    # every distinct score of the file costs ~35x less than one call per sample (5 ms each).
+    missing = sorted(
+        {
+            float(sample.gt_score)
+            for sample in samples
+            if sample.level_probs is None
+            and sample.gt_score is not None
+            and math.isfinite(sample.gt_score)
+        }
+    )
+    estimated: dict[float, Sequence[float]] = {}
+    if missing:
+        table = estimate_level_distribution(missing, config.levels.values)
+        estimated = dict(zip(missing, table.tolist(), strict=True))
 
     def read(sample: Any) -> tuple[float, ...]:
         probs = getattr(sample, "level_probs", None)
@@ -191,9 +210,9 @@ def _level_probs_reader(config: TrainConfig) -> Callable[[Any], tuple[float, ...
             score = getattr(sample, "gt_score", None)
             if score is None:
                 raise SampleError("a score sample needs level_probs or gt_score")
-            from artquant_data import estimate_level_distribution
-
-            probs = estimate_level_distribution(float(score), config.levels.values)
+            probs = estimated.get(float(score))
+            if probs is None:  # not in the file's table: estimate it alone (errors name it)
+                probs = estimate_level_distribution(float(score), config.levels.values)
         values = tuple(float(p) for p in probs)
         if len(values) != count:
             raise SampleError(f"level_probs has {len(values)} values but levels.words has {count}")
@@ -225,7 +244,6 @@ def build_training_items(
     from artquant_data import read_training_json
 
     prefix_ids, level_ids = level_token_ids(tokenizer, config.levels)
-    reader = _level_probs_reader(config)
     per_source: list[list[TrainItem]] = []
     for source in config.data.train:
         path = Path(source.path)
@@ -238,7 +256,7 @@ def build_training_items(
                 template=config.data.template,
                 score_levels=(prefix_ids, level_ids),
                 level_prefix=config.levels.prefix,
-                level_probs_for=reader,
+                level_probs_for=_level_probs_reader(config, samples),
                 image_root=root,
                 max_length=config.data.max_length,
                 source=str(path),
