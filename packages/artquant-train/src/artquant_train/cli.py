@@ -10,7 +10,7 @@ Examples::
     artquant-train --base ModelZoo/mplug-owl2-llama2-7b --tokenizer ModelZoo/mplug-owl2-llama2-7b \\
         --train-data apdd_score.json:1 apdd_description.json:1 --image-root APDDv2/images \\
         --val-data apdd_val.json --output-dir runs/apdd
-    accelerate launch --config_file $(python -m artquant_train.configs zero2) \\
+    accelerate launch --config_file "$(python -m artquant_train.configs accelerate_zero2.yaml)" \\
         -m artquant_train.cli --config train.yaml
 """
 
