@@ -252,10 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except (CliError, MissingImagesError) as exc:
-        print(f"artquant-data: error: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError) as exc:
+    except (CliError, MissingImagesError, FileNotFoundError, ValueError) as exc:
         print(f"artquant-data: error: {exc}", file=sys.stderr)
         return 2
 
