@@ -110,7 +110,10 @@ def test_score_answer_errors_name_the_problem() -> None:
             level_prefix="The quality of the painting is",
         )
     wrong_word = [SCORE[0], {"from": "gpt", "value": "The quality of the painting is art."}]
-    with pytest.raises(AnswerFormatError, match="not a level word"):
+    with pytest.raises(
+        AnswerFormatError,
+        match=r"is '▁art', not a level word; allowed tokens: \['▁excellent', '▁good', '▁fair'",
+    ):
         encode_conversation(wrong_word, tok, TemplateConfig(), score_levels=levels)
 
 

@@ -229,10 +229,10 @@ def encode_conversation(
                     f"{level_prefix!r}; score samples must answer '{level_prefix} <level>.'"
                 )
             if answer_ids[found] not in level_ids:
-                word = tokenizer.convert_ids_to_tokens([answer_ids[found]])[0]
+                word, *allowed = tokenizer.convert_ids_to_tokens([answer_ids[found], *level_ids])
                 raise AnswerFormatError(
                     f"score answer {answer!r}: the token after the level prefix is {word!r}, "
-                    f"not a level word"
+                    f"not a level word; allowed tokens: {allowed}"
                 )
             level_index = len(input_ids) + len(prompt_ids) + found
         input_ids.extend(prompt_ids)
