@@ -317,6 +317,25 @@ def test_models_lists_the_manifest(capsys: pytest.CaptureFixture[str]) -> None:
     assert payload[0]["local"] == "not downloaded" or Path(payload[0]["local"]).is_dir()
 
 
+def test_models_into_a_closed_pipe_stops_quietly() -> None:
+    # `artquant models | head -1`: the reader closes the pipe before the listing is written.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "artquant_sdk.cli", "models"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == cli.EXIT_FAILED
+    assert done.stderr == ""
+
+
 def test_download_fetches_the_model_and_its_base(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -461,6 +461,9 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_STDOUT_COMMANDS = ("models", "describe")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``artquant`` command.
 
@@ -492,6 +495,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"artquant {args.command}: error: {error}", file=sys.stderr)
         return EXIT_MODEL
     except Exception as error:
+        if isinstance(error, BrokenPipeError) and args.command in _STDOUT_COMMANDS:
+            # The reader went away (`artquant models | head`): stop quietly, as `cat` does;
+            # stdout goes to devnull so that the interpreter's final flush does not raise again.
+            # (These commands open no other pipe or socket, unlike `score` and `download`.)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_FAILED
         # Anything unforeseen still ends with one readable line (the traceback with -v).
         logger.debug("unexpected error", exc_info=True)
         print(
