@@ -30,7 +30,18 @@ logger = logging.getLogger(__name__)
 
 
 def default_validation_prompt(prefix: str) -> str:
-    """ArtQuant's scoring prompt (``iqa_eval.py``) ending with the level prefix."""
+    """ArtQuant's scoring prompt (``iqa_eval.py``) ending with the level prefix.
+
+    Args:
+        prefix: the text before the level word (``levels.prefix``).
+
+    Returns:
+        The prompt, without a system prompt and with the image after the question.
+
+    Example:
+        >>> default_validation_prompt("The quality of the painting is").split("\\n")[1]
+        '<|image|> ASSISTANT: The quality of the painting is'
+    """
     return f"USER: How would you rate the quality of this painting?\n<|image|> ASSISTANT: {prefix}"
 
 
@@ -142,7 +153,23 @@ def score_items(
 def metrics_of(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """SRCC, PLCC, KRCC, MAE and RMSE through :func:`artquant_eval.evaluate`.
 
-    Undefined metrics (e.g. a constant prediction has no correlation) are reported as NaN.
+    Undefined metrics (e.g. a constant prediction has no correlation) are reported as NaN, so
+    they never win ``best/``; non-finite predictions are left out.
+
+    Args:
+        pred: predicted scores, 1-D.
+        target: human scores, the same length.
+
+    Returns:
+        ``{"srcc", "plcc", "krcc", "mae", "rmse"}`` as floats.
+
+    Raises:
+        artquant_eval.MetricInputError: lengths differ or fewer than 3 finite pairs.
+
+    Example:
+        >>> m = metrics_of(np.array([1.0, 2.0, 4.0, 3.0]), np.array([1.0, 2.0, 3.0, 4.0]))
+        >>> m["srcc"], m["mae"]
+        (0.8, 0.5)
     """
     from artquant_eval import evaluate
 
