@@ -56,11 +56,10 @@ class MetricAccumulator:
         self._pred_probs: list[NDArray[np.float64]] = []
         self._target_probs: list[NDArray[np.float64]] = []
         self._fields: tuple[bool, bool, bool] | None = None
-        self._count = 0
 
     def __len__(self) -> int:
         """Pairs gathered so far (before de-duplication by id)."""
-        return self._count
+        return sum(batch.size for batch in self._pred)
 
     def update(
         self,
@@ -110,7 +109,6 @@ class MetricAccumulator:
         self._target.append(t)
         self._ids.extend(id_batch)
         self._groups.extend(group_batch)
-        self._count += p.size
 
     @staticmethod
     def _labels(values: ArrayLike | None, name: str, n: int) -> list[str]:
@@ -144,7 +142,6 @@ class MetricAccumulator:
         self._groups.extend(other._groups)
         self._pred_probs.extend(other._pred_probs)
         self._target_probs.extend(other._target_probs)
-        self._count += other._count
 
     def arrays(self) -> dict[str, Any]:
         """The gathered data as :func:`evaluate` keyword arguments, duplicates by id removed.
