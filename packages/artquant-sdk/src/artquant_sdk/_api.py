@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -55,23 +54,6 @@ def _card_levels(card: ModelCard) -> LevelSpec:
             f"{spec.prompt!r}; fix the manifest"
         )
     return spec
-
-
-def _adapter_base(release: Path) -> Path | None:
-    """The local base folder a LoRA release names (``base_model_name_or_path``), if it exists.
-
-    Relative paths are taken from the release folder, as ``artquant_model.load_model`` does.
-    """
-    try:
-        config = json.loads((release / "adapter_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    named = config.get("base_model_name_or_path") if isinstance(config, dict) else None
-    if not isinstance(named, str) or not named:
-        return None
-    path = Path(named).expanduser()
-    candidate = path if path.is_absolute() else release / path
-    return candidate.resolve() if candidate.is_dir() else None
 
 
 def _has_tokenizer(folder: Path) -> bool:
@@ -161,6 +143,7 @@ class ArtQuant:
         local_files_only: bool = False,
         levels: str | LevelSpec | None = None,
         attn_implementation: str = "sdpa",
+        visual_attn_implementation: str | None = None,
     ) -> ArtQuant:
         """Load a scorer from a folder, a ModelZoo name or a hub id.
 
@@ -181,6 +164,12 @@ class ArtQuant:
             levels: A preset name (``"artquant"``, ``"qalign"``, ``"onealign"``) or a
                 ``LevelSpec``; default the ModelZoo entry's, else ``"artquant"``.
             attn_implementation: ``"sdpa"`` (default), ``"eager"`` or ``"flash_attention_2"``.
+            visual_attn_implementation: Attention in the vision tower and abstractor:
+                ``"sdpa"`` (fused; no score matrices held) or ``"eager"`` (the original's
+                arithmetic, bit for bit). None: ``"sdpa"`` on CUDA, where it is faster and
+                lighter (bf16 scores differ from the original's fp16 ones anyway), and the
+                checkpoint's setting (``"eager"``) elsewhere, where float32 reproduces the
+                original's outputs exactly.
 
         Returns:
             The scorer, on ``device``, in eval mode.
@@ -200,7 +189,9 @@ class ArtQuant:
             detect_checkpoint_format,
             load_model,
             load_tokenizer,
+            lora_base_folder,
         )
+        from artquant_model.configuration_mplug_owl2 import VISUAL_ATTN_IMPLEMENTATIONS
 
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
@@ -213,7 +204,7 @@ class ArtQuant:
         if checkpoint_format == "lora":
             base_name = base if base is not None else (card.base if card else None)
             if base_name is None:
-                base_name = _adapter_base(weights.path)
+                base_name = lora_base_folder(weights.path)
             if base_name is None:
                 raise ValueError(
                     f"{weights.path} is an ArtQuant LoRA release and its adapter_config.json "
@@ -265,6 +256,16 @@ class ArtQuant:
             device=torch_device,
             attn_implementation=attn_implementation,
         )
+        if visual_attn_implementation is None and torch_device.type == "cuda":
+            visual_attn_implementation = "sdpa"
+        if visual_attn_implementation is not None:
+            if visual_attn_implementation not in VISUAL_ATTN_IMPLEMENTATIONS:
+                raise ValueError(
+                    f"visual_attn_implementation must be one of "
+                    f"{list(VISUAL_ATTN_IMPLEMENTATIONS)}; "
+                    f"got {visual_attn_implementation!r}"
+                )
+            model.config.visual_attn_implementation = visual_attn_implementation
         model.eval()
         processor_dir = next(
             (f for f in folders if (f / "preprocessor_config.json").is_file()), weights.path
