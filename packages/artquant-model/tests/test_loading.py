@@ -17,6 +17,7 @@ from artquant_model import (
     MPLUGOwl2ForCausalLM,
     detect_checkpoint_format,
     load_model,
+    lora_base_folder,
     parse_dtype,
 )
 from artquant_model.testing import save_tiny_model, tiny_model
@@ -307,6 +308,7 @@ def test_fixture_lora_release_merged(
         ).logits
     torch.testing.assert_close(logits, lora_reference["logits"], rtol=0, atol=ATOL)
     # The base is found through adapter_config.json's relative base_model_name_or_path too.
+    assert lora_base_folder(release).resolve() == (tiny_fixture_dir / "checkpoint").resolve()
     _assert_same_weights(load_model(release), model)
 
 
@@ -335,6 +337,7 @@ def _copy_release(tiny_fixture_dir: Path, tmp_path: Path) -> Path:
 def test_lora_release_errors(tiny_fixture_dir: Path, tmp_path: Path) -> None:
     release = _copy_release(tiny_fixture_dir, tmp_path)
     base = tiny_fixture_dir / "checkpoint"
+    assert lora_base_folder(release) is None  # the copy's relative base does not exist
     with pytest.raises(CheckpointError, match="pass base="):
         load_model(release)
     with pytest.raises(CheckpointError, match="must be a full checkpoint"):
@@ -355,6 +358,9 @@ def test_lora_release_errors(tiny_fixture_dir: Path, tmp_path: Path) -> None:
     (release / "adapter_model.bin").unlink()
     with pytest.raises(CheckpointError, match="none of"):
         load_model(release, base=base)
+    (release / "adapter_config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="must hold a JSON object"):
+        lora_base_folder(release)
 
 
 def test_writing_to_a_loaded_model_leaves_the_checkpoint_intact(tiny_dir: Path) -> None:

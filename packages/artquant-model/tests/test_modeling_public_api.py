@@ -18,6 +18,7 @@ PUBLIC = {
     "MultimodalInputs",
     "detect_checkpoint_format",
     "load_model",
+    "lora_base_folder",
     "parse_dtype",
     # processing, levels and scoring
     "ARTQUANT_LEVELS",

@@ -42,6 +42,7 @@ from artquant_model.loading import (
     CheckpointError,
     detect_checkpoint_format,
     load_model,
+    lora_base_folder,
     parse_dtype,
 )
 from artquant_model.modeling_mplug_owl2 import (
@@ -102,6 +103,7 @@ __all__ = [
     "load_image",
     "load_model",
     "load_tokenizer",
+    "lora_base_folder",
     "open_set_level_probs",
     "parse_dtype",
     "score_images",

@@ -45,6 +45,7 @@ __all__ = [
     "CheckpointFormat",
     "detect_checkpoint_format",
     "load_model",
+    "lora_base_folder",
     "parse_dtype",
 ]
 
@@ -425,11 +426,18 @@ def _strip_release_prefixes(tensors: Mapping[str, torch.Tensor]) -> dict[str, to
     return renamed
 
 
-def _read_adapter(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def _read_adapter_config(folder: Path) -> dict[str, Any]:
     try:
-        adapter_config = json.loads((folder / ADAPTER_CONFIG_FILE).read_text())
+        adapter_config = json.loads((folder / ADAPTER_CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise CheckpointError(f"invalid {folder / ADAPTER_CONFIG_FILE}: {error}") from error
+    if not isinstance(adapter_config, dict):
+        raise CheckpointError(f"{folder / ADAPTER_CONFIG_FILE} must hold a JSON object")
+    return adapter_config
+
+
+def _read_adapter(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    adapter_config = _read_adapter_config(folder)
     peft_type = str(adapter_config.get("peft_type", "LORA")).upper()
     if peft_type != "LORA":
         raise CheckpointError(f"{folder}: only LoRA adapters are supported, got {peft_type}")
@@ -533,20 +541,51 @@ def _peft_adapter(
     return peft_model.eval()
 
 
+def _recorded_base(folder: Path, adapter_config: Mapping[str, Any]) -> Path | None:
+    recorded = adapter_config.get("base_model_name_or_path")
+    if not isinstance(recorded, str) or not recorded:
+        return None
+    recorded_path = Path(recorded).expanduser()
+    # A relative path is read against the release folder, never the working directory.
+    candidate = recorded_path if recorded_path.is_absolute() else folder / recorded_path
+    return candidate if candidate.is_dir() else None
+
+
+def lora_base_folder(path: str | os.PathLike[str]) -> Path | None:
+    """The local base checkpoint folder an ArtQuant LoRA release names, if it exists.
+
+    This is where :func:`load_model` finds the base when ``base=`` is omitted:
+    ``base_model_name_or_path`` of ``adapter_config.json``, absolute or relative to the release.
+
+    Args:
+        path: A LoRA release folder.
+
+    Returns:
+        The base folder, or None when the release names none or only a hub id / a missing path.
+
+    Raises:
+        CheckpointError: ``path`` is not a folder or its ``adapter_config.json`` is missing or
+            not a JSON object.
+
+    Example:
+        >>> lora_base_folder("ArtQuant-release")  # doctest: +SKIP
+        PosixPath('ArtQuant-release/../mplug-owl2-llama2-7b')
+    """
+    folder = _as_dir(path)
+    return _recorded_base(folder, _read_adapter_config(folder))
+
+
 def _resolve_base(folder: Path, base: str | os.PathLike[str] | None, adapter: Mapping) -> Path:
     if base is not None:
         return _as_dir(base)
-    recorded = adapter.get("base_model_name_or_path")
-    if recorded:
-        recorded_path = Path(recorded).expanduser()
-        # A relative path is read against the release folder, never the working directory.
-        candidate = recorded_path if recorded_path.is_absolute() else folder / recorded_path
-        if candidate.is_dir():
-            logger.info("LoRA release %s: base %s from adapter_config.json", folder, candidate)
-            return candidate
+    candidate = _recorded_base(folder, adapter)
+    if candidate is not None:
+        logger.info("LoRA release %s: base %s from adapter_config.json", folder, candidate)
+        return candidate
     raise CheckpointError(
         f"{folder} is a LoRA release: pass base=<full mPLUG-Owl2 checkpoint folder> "
-        f"(adapter_config.json names {recorded!r}, which is not a local folder)"
+        f"(adapter_config.json names {adapter.get('base_model_name_or_path')!r}, which is not "
+        "a local folder)"
     )
 
 
