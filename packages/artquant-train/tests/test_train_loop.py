@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -143,8 +142,9 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_weights(
     assert latest_checkpoint(cut) == cut / "checkpoint-00000006"
     # a crash while writing the next checkpoint leaves a temporary folder that resume ignores
     (cut / ".tmp-checkpoint-00000009-dead").mkdir()
-    (cut / "checkpoint-00000009").mkdir()  # no COMPLETE marker: never picked
-    shutil.rmtree(cut / "checkpoint-00000009")
+    # a newer folder without the COMPLETE marker (a half copy): resume must not pick it
+    (cut / "checkpoint-00000009").mkdir()
+    (cut / "checkpoint-00000009" / "trainer_state.json").write_text("{}")
     resumed_steps: list[int] = []
 
     def record(info: StepInfo) -> None:
@@ -156,6 +156,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_weights(
         on_step_end=record,
     )
     assert resumed_steps == [7, 8]
+    assert not (cut / ".tmp-checkpoint-00000009-dead").exists()
     assert set(final) == set(reference)
     for name, tensor in reference.items():
         assert torch.equal(final[name], tensor), name
