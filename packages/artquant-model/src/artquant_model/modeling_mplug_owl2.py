@@ -781,9 +781,11 @@ class MPLUGOwl2Model(MPLUGOwl2PreTrainedModel):
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
+        """The token embedding (``embed_tokens``)."""
         return self.embed_tokens
 
     def set_input_embeddings(self, value: nn.Module) -> None:
+        """Replace the token embedding (e.g. after resizing the vocabulary)."""
         self.embed_tokens = value  # type: ignore[assignment]
 
     def _check_images(self, images: torch.Tensor) -> None:
@@ -1012,18 +1014,23 @@ class MPLUGOwl2ForCausalLM(MPLUGOwl2PreTrainedModel, GenerationMixin):
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
+        """The token embedding (``model.embed_tokens``)."""
         return self.model.embed_tokens
 
     def set_input_embeddings(self, value: nn.Module) -> None:
+        """Replace the token embedding (e.g. after resizing the vocabulary)."""
         self.model.embed_tokens = value  # type: ignore[assignment]
 
     def get_output_embeddings(self) -> nn.Module:
+        """The LM head (``lm_head``)."""
         return self.lm_head
 
     def set_output_embeddings(self, value: nn.Module) -> None:
+        """Replace the LM head."""
         self.lm_head = value  # type: ignore[assignment]
 
     def get_decoder(self) -> MPLUGOwl2Model:
+        """The decoder stack with the vision tower and abstractor (``model``)."""
         return self.model
 
     def get_image_features(self, images: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,12 @@ _IMAGE_TOKEN = "<|image|>"
 def level_preset(name: str) -> LevelSpec:
     """The ``artquant_model`` level spec called ``name`` ("artquant", "qalign", "onealign").
 
+    Args:
+        name: The preset's name.
+
+    Returns:
+        The ``artquant_model.LevelSpec`` (words, values, scale, prompt).
+
     Raises:
         ValueError: Unknown name; the message lists the presets.
 

@@ -207,8 +207,18 @@ def list_models() -> list[ModelCard]:
 def get_model_card(name: str) -> ModelCard:
     """The manifest entry called ``name``.
 
+    Args:
+        name: A ModelZoo name (``artquant models`` lists them).
+
+    Returns:
+        The entry's :class:`ModelCard`.
+
     Raises:
         ModelNotFoundError: No such entry; the message lists the known names.
+
+    Example:
+        >>> get_model_card("one-align").levels
+        'onealign'
     """
     models = load_manifest().models
     if name not in models:
