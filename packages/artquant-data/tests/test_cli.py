@@ -207,3 +207,6 @@ def test_bad_column_and_tasks(capsys, tmp_path):
                         "--out", tmp_path / "o.json")  # fmt: skip
     assert code == 2
     assert "--tasks" in err
+    code, _, err = _run(capsys, "stats", table, "--bins", "0", "--no-levels")
+    assert code == 2
+    assert "bins must be an integer >= 1, got 0" in err

@@ -44,8 +44,10 @@ def dataset_stats(
         A JSON-ready dict: ``{"total": n, "splits": {split: {...}}}``.
 
     Raises:
-        ValueError: If the records mix score scales.
+        ValueError: If ``bins`` is not a positive integer, or the records mix score scales.
     """
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"bins must be an integer >= 1, got {bins!r}")
     scales = {r.scale for r in records}
     if len(scales) > 1:
         raise ValueError(f"records mix score scales {sorted(scales)}; load one dataset at a time")
