@@ -418,7 +418,11 @@ class CliPipeline:
 
         files = [str(p) for p in paths]
         batches = decoded_batches(
-            files, self.scorer.preprocess, batch_size=batch_size, workers=self.workers
+            files,
+            self.scorer.preprocess,
+            batch_size=batch_size,
+            workers=self.workers,
+            pin_memory=torch.device(self.device).type == "cuda",
         )
         return sum(len(batch) for batch in batches)
 
@@ -437,7 +441,11 @@ class CliPipeline:
         scores = torch.full((len(paths),), float("nan"), dtype=torch.float64)
         done = 0
         batches = decoded_batches(
-            files, self.scorer.preprocess, batch_size=batch_size, workers=self.workers
+            files,
+            self.scorer.preprocess,
+            batch_size=batch_size,
+            workers=self.workers,
+            pin_memory=torch.device(self.device).type == "cuda",
         )
         for batch in batches:
             for decoded, row in zip(batch, _score_rows(self.scorer, batch), strict=True):

@@ -322,7 +322,8 @@ class ArtQuant:
         result = score_pixel_values(
             self.model,
             input_ids,
-            pixel_values.to(self.device, self.dtype),
+            # pinned pixels (from the decode workers) copy asynchronously; then cast on device
+            pixel_values.to(self.device, non_blocking=True).to(self.dtype),
             self._level_ids.to(self.device),
             self._values,
             open_set=False,

@@ -4,6 +4,10 @@ A torch ``DataLoader`` runs :class:`DecodeDataset` in ``workers`` processes, so 
 decoded and resized while the model scores the previous batch. A file that cannot be read
 becomes a :class:`Decoded` with an ``error`` instead of an exception: one bad file never stops
 the run. Batches keep input order.
+
+The workers also stack each batch's pixels into one tensor (:class:`DecodedBatch`), so the main
+process does no per-image copying; for a CUDA model the loader pins that tensor in page-locked
+memory, from which the copy to the GPU runs asynchronously (``non_blocking``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["DecodeDataset", "Decoded", "decoded_batches", "describe_error"]
+__all__ = ["DecodeDataset", "Decoded", "DecodedBatch", "decoded_batches", "describe_error"]
 
 Preprocess = Callable[..., torch.Tensor]
 
@@ -70,8 +74,49 @@ class DecodeDataset(Dataset[Decoded]):
         return Decoded(index, file, pixels, None)
 
 
-def _keep_list(items: list[Decoded]) -> list[Decoded]:
-    return items
+@dataclass
+class DecodedBatch:
+    """One batch of files in input order, with the readable ones' pixels stacked.
+
+    Attributes:
+        items: Every file of the batch; ``pixel_values`` of a readable one is its row of
+            :attr:`pixel_values`.
+        pixel_values: ``[n_readable, 3, S, S]`` in the order of the readable items, or None when
+            no file of the batch could be read.
+    """
+
+    items: list[Decoded]
+    pixel_values: torch.Tensor | None
+
+    @classmethod
+    def collate(cls, items: list[Decoded]) -> DecodedBatch:
+        """Stack the readable items' pixels (runs in the loader's worker processes)."""
+        readable = [d for d in items if d.pixel_values is not None]
+        if not readable:
+            return cls(items, None)
+        stacked = torch.stack([d.pixel_values for d in readable])  # type: ignore[misc]
+        return cls(items, stacked)._share_rows()
+
+    def pin_memory(self) -> DecodedBatch:
+        """Page-locked copy (the DataLoader calls this when ``pin_memory=True``)."""
+        if self.pixel_values is None:
+            return self
+        return DecodedBatch(self.items, self.pixel_values.pin_memory())._share_rows()
+
+    def _share_rows(self) -> DecodedBatch:
+        # Each readable item sees its row of the stacked tensor, so a retry of one image after
+        # a failed batch needs no copy either.
+        rows = iter(self.pixel_values if self.pixel_values is not None else ())
+        for d in self.items:
+            if d.pixel_values is not None:
+                d.pixel_values = next(rows)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Decoded]:
+        return iter(self.items)
 
 
 def decoded_batches(
@@ -82,8 +127,9 @@ def decoded_batches(
     workers: int,
     max_pixels: int | None = None,
     prefetch_batches: int = 2,
-) -> Iterator[list[Decoded]]:
-    """Yield lists of :class:`Decoded` of up to ``batch_size`` files, in input order.
+    pin_memory: bool = False,
+) -> Iterator[DecodedBatch]:
+    """Yield :class:`DecodedBatch` es of up to ``batch_size`` files, in input order.
 
     Args:
         files: The files.
@@ -92,9 +138,10 @@ def decoded_batches(
         workers: Background decoding processes (0: decode in this process).
         max_pixels: Decompression-bomb limit.
         prefetch_batches: Batches each worker prepares ahead.
+        pin_memory: Put each batch's pixels in page-locked memory (for a CUDA model).
 
     Yields:
-        One list per batch.
+        One batch at a time.
     """
     dataset = DecodeDataset(files, preprocess, max_pixels)
     loader = DataLoader(
@@ -102,7 +149,8 @@ def decoded_batches(
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
-        collate_fn=_keep_list,
+        collate_fn=DecodedBatch.collate,
+        pin_memory=pin_memory,
         prefetch_factor=prefetch_batches if workers > 0 else None,
         persistent_workers=False,
     )

@@ -72,8 +72,15 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _default_workers() -> int:
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+def _default_workers(scorer: Any) -> int:
+    """Decoding processes: enough to feed a GPU (one decodes about 40 images/s), few on a CPU.
+
+    On a CPU the model itself needs the cores and scores about ten images per second even for a
+    small model, so up to 4 workers keep it fed; a GPU scores hundreds per second, so use every
+    core but one, up to 16.
+    """
+    cap = 16 if scorer.device.type == "cuda" else 4
+    return max(0, min(cap, (os.cpu_count() or 1) - 1))
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -148,9 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--workers",
         type=_non_negative_int,
-        default=_default_workers(),
+        default=None,
         metavar="N",
-        help="background decoding processes (default %(default)s; 0 decodes in the main one)",
+        help="background decoding processes (default: up to 16 with a GPU, 4 on a CPU, at most "
+        "one less than the cores; 0 decodes in the main one)",
     )
     score.add_argument(
         "--max-pixels",
@@ -215,10 +223,12 @@ def _shard_device(requested: str, local_rank: int, world_size: int) -> str:
     return requested
 
 
-def _score_rows(scorer: Any, batch: list[Any]) -> list[dict[str, object]]:
-    """Rows for one decoded batch; a batch that fails is retried one image at a time."""
-    import torch
+def _score_rows(scorer: Any, batch: Any) -> list[dict[str, object]]:
+    """Rows for one :class:`~artquant_sdk._decode.DecodedBatch`, in its order.
 
+    The readable images are scored in one forward pass; if that fails (out of memory, say), they
+    are retried one at a time so one image cannot sink the rest.
+    """
     from artquant_sdk._decode import describe_error
 
     rows: dict[int, dict[str, object]] = {}
@@ -226,28 +236,27 @@ def _score_rows(scorer: Any, batch: list[Any]) -> list[dict[str, object]]:
     for d in batch:
         if d.pixel_values is None:
             rows[d.index] = {"image": d.image, "error": d.error}
-    groups = [good] if good else []
-    while groups:
-        group = groups.pop(0)
+    scored: list[tuple[Any, tuple[float, float, list[float]]]] = []
+    if good:
         try:
-            scored = scorer.score_pixel_values(torch.stack([d.pixel_values for d in group]))
-        except Exception as error:
-            # A failing batch (e.g. out of memory) is split so one image cannot sink the rest.
-            if len(group) > 1:
-                groups = [[d] for d in group] + groups
-                continue
-            rows[group[0].index] = {"image": group[0].image, "error": describe_error(error)}
-            continue
-        for d, (score, std, probs) in zip(group, scored, strict=True):
-            result = scorer.to_result(d.image, score, std, probs)
-            row: dict[str, object] = {
-                "image": d.image,
-                "score": result.score,
-                "std": result.std,
-                "level": result.level,
-            }
-            row.update({f"p_{w}": p for w, p in result.probs.items()})
-            rows[d.index] = row
+            scored = list(zip(good, scorer.score_pixel_values(batch.pixel_values), strict=True))
+        except Exception:
+            for d in good:
+                try:
+                    (one,) = scorer.score_pixel_values(d.pixel_values.unsqueeze(0))
+                    scored.append((d, one))
+                except Exception as error:
+                    rows[d.index] = {"image": d.image, "error": describe_error(error)}
+    for d, (score, std, probs) in scored:
+        result = scorer.to_result(d.image, score, std, probs)
+        row: dict[str, object] = {
+            "image": d.image,
+            "score": result.score,
+            "std": result.std,
+            "level": result.level,
+        }
+        row.update({f"p_{w}": p for w, p in result.probs.items()})
+        rows[d.index] = row
     return [rows[d.index] for d in batch]
 
 
@@ -339,8 +348,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
                 todo,
                 scorer.processor.image_processor,
                 batch_size=args.batch_size,
-                workers=args.workers,
+                workers=args.workers if args.workers is not None else _default_workers(scorer),
                 max_pixels=args.max_pixels,
+                pin_memory=scorer.device.type == "cuda",
             ):
                 for row in _score_rows(scorer, batch):
                     writer.write(row)
