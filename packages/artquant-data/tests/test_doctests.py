@@ -10,6 +10,7 @@ import pytest
 MODULES = [
     "artquant_data",
     "artquant_data._distribution",
+    "artquant_data._jsonio",
     "artquant_data._records",
     "artquant_data._samples",
     "artquant_data._training_json",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from artquant_data._jsonio import parse_json, read_text
 from artquant_data._records import ArtRecord, HierarchicalDescription
 
 logger = logging.getLogger(__name__)
@@ -56,14 +56,7 @@ def load_descriptions(path: str | Path) -> dict[str, HierarchicalDescription]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"description file not found: {path}")
-    text = path.read_text(encoding="utf-8").removeprefix("\ufeff")
-    try:
-        if path.suffix.lower() == ".jsonl":
-            data: Any = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON ({exc.msg})") from exc
+    data = parse_json(read_text(path), path, lines=path.suffix.lower() == ".jsonl")
     out: dict[str, HierarchicalDescription] = {}
     if isinstance(data, Mapping):
         for key, value in data.items():

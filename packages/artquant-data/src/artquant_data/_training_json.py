@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from artquant_data._jsonio import parse_json, read_text
+
 TaskType = Literal["score", "description", "attribute"]
 """What a sample teaches: a score answer, a description, or an attribute score answer."""
 TrainingFormat = Literal["artquant", "original"]
@@ -239,21 +241,9 @@ def read_training_json(path: str | Path) -> list[TrainingSample]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training file not found: {path}")
-    text = path.read_text(encoding="utf-8").removeprefix("\ufeff")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            objects = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from exc
-    else:
-        objects = []
-        for i, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    objects.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path} line {i}: invalid JSON ({exc.msg})") from exc
+    text = read_text(path)
+    # a JSON list (the original tools) or JSON Lines, whatever the file's extension
+    objects = parse_json(text, path, lines=not text.lstrip().startswith("["))
     samples = []
     for i, obj in enumerate(objects):
         try:

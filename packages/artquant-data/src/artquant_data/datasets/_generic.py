@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from artquant_data._jsonio import parse_json, read_text
 from artquant_data._records import ArtRecord, HierarchicalDescription, normalise_split
 from artquant_data.datasets._csv import parse_float, parse_optional_float, read_csv
 
@@ -77,26 +78,11 @@ def _read_rows(path: Path, encoding: str) -> list[dict[str, Any]]:
         return read_csv(path, encoding=encoding, delimiter="\t" if suffix == ".tsv" else ",")
     if not path.is_file():
         raise FileNotFoundError(f"label file not found: {path}")
-    text = path.read_text(encoding=encoding).removeprefix("\ufeff")
-    if suffix == ".jsonl":
-        rows = []
-        for i, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} line {i}: invalid JSON ({exc.msg})") from exc
-    elif suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from exc
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a JSON list of objects, got {type(data).__name__}")
-        rows = data
-    else:
+    if suffix not in (".json", ".jsonl"):
         raise ValueError(f"{path}: unsupported extension {suffix!r}; use .csv, .tsv, .json, .jsonl")
+    rows = parse_json(read_text(path, encoding), path, lines=suffix == ".jsonl")
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a JSON list of objects, got {type(rows).__name__}")
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise ValueError(f"{path} entry {i}: expected an object, got {type(row).__name__}")
