@@ -350,6 +350,7 @@ def test_download_fetches_the_model_and_its_base(
         target = Path(kwargs["local_dir"])
         target.mkdir(parents=True)
         (target / "config.json").write_text("{}")
+        (target / "model.safetensors").write_bytes(b"")
         return str(target)
 
     monkeypatch.setenv("ARTQUANT_MODELZOO", str(tmp_path))

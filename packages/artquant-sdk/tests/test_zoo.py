@@ -137,9 +137,20 @@ def test_get_model_card_unknown_name_lists_known() -> None:
 # ---------------------------------------------------------------- resolution
 
 
+_INDEX = json.dumps(
+    {
+        "weight_map": {
+            "a": "model-00001-of-00002.safetensors",
+            "b": "model-00002-of-00002.safetensors",
+        }
+    }
+)
+
+
 def _fake_checkpoint(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"")
     return folder
 
 
@@ -177,6 +188,49 @@ def test_modelzoo_folder_is_used_when_present(
     assert resolved.source == "modelzoo"
     assert resolved.card is not None
     assert resolved.card.hub_repo == "q-future/one-align"
+
+
+@pytest.mark.parametrize(
+    ("files", "complete"),
+    [
+        ({"config.json": "{}"}, False),
+        ({"config.json": "{}", "model.safetensors": ""}, True),
+        ({"config.json": "{}", "pytorch_model.bin": ""}, True),
+        ({"config.json": "{}", "adapter_config.json": "{}"}, False),
+        ({"config.json": "{}", "adapter_config.json": "{}", "adapter_model.bin": ""}, True),
+        (
+            {
+                "config.json": "{}",
+                "model.safetensors.index.json": _INDEX,
+                "model-00001-of-00002.safetensors": "",
+            },
+            False,
+        ),
+        (
+            {
+                "config.json": "{}",
+                "model.safetensors.index.json": _INDEX,
+                "model-00001-of-00002.safetensors": "",
+                "model-00002-of-00002.safetensors": "",
+            },
+            True,
+        ),
+        ({"config.json": "{}", "model.safetensors.index.json": "not json"}, False),
+    ],
+)
+def test_interrupted_download_in_modelzoo_is_fetched_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str], complete: bool
+) -> None:
+    monkeypatch.setenv("ARTQUANT_MODELZOO", str(tmp_path))
+    folder = tmp_path / "one-align"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    if complete:
+        assert resolve_weights("one-align", local_files_only=True).source == "modelzoo"
+    else:
+        with pytest.raises(ModelUnavailableError, match="artquant download one-align"):
+            resolve_weights("one-align", local_files_only=True)
 
 
 def test_offline_error_says_what_to_download_and_where(

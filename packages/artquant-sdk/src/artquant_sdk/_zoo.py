@@ -12,6 +12,7 @@ Where things are found, in this order:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -242,8 +243,31 @@ class ResolvedWeights:
     source: Literal["local", "modelzoo", "hub"]
 
 
+_INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+_SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
+_ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+
+
 def _has_weights(folder: Path) -> bool:
-    return (folder / "config.json").is_file()
+    """Whether ``folder`` holds a complete checkpoint download.
+
+    ``config.json`` arrives first, so it alone does not count: an interrupted download (a shard
+    of the index or the adapter weights missing) is fetched again, where ``snapshot_download``
+    resumes it, instead of failing at load time.
+    """
+    if not (folder / "config.json").is_file():
+        return False
+    if (folder / "adapter_config.json").is_file():
+        return any((folder / name).is_file() for name in _ADAPTER_FILES)
+    for index_name in _INDEX_FILES:
+        if (folder / index_name).is_file():
+            try:
+                weight_map = json.loads((folder / index_name).read_text(encoding="utf-8"))
+                shards = set(weight_map["weight_map"].values())
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                return False
+            return all(isinstance(s, str) and (folder / s).is_file() for s in shards)
+    return any((folder / name).is_file() for name in _SINGLE_FILES)
 
 
 def resolve_weights(
