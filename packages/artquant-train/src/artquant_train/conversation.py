@@ -95,6 +95,15 @@ def render_rounds(conversation: Sequence[Any], template: TemplateConfig) -> list
     Raises:
         SampleError: the turns do not alternate user/assistant, or the conversation has no
             answer, or more than one ``<|image|>``.
+
+    Example:
+        >>> turns = [{"from": "human", "value": "Rate the quality of this painting.\\n<|image|>"},
+        ...          {"from": "gpt", "value": "The quality of the painting is good."}]
+        >>> prompt, answer = render_rounds(turns, TemplateConfig(system=""))[0]
+        >>> prompt
+        'USER: <|image|>\\nRate the quality of this painting. ASSISTANT:'
+        >>> answer
+        'The quality of the painting is good.'
     """
     turns = [_turn_fields(turn) for turn in conversation]
     if len(turns) < 2 or len(turns) % 2:

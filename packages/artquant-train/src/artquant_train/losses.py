@@ -99,6 +99,11 @@ def count_answer_tokens(labels: Tensor, level_positions: Tensor, kl: KLMode = "o
 
     Returns:
         float64 tensor ``[description_tokens, score_tokens, score_rows]``.
+
+    Example:
+        >>> labels = torch.tensor([[-100, 5, 9, 6], [-100, -100, 3, 4]])
+        >>> count_answer_tokens(labels, torch.tensor([2, -1])).tolist()  # level token left out
+        [2.0, 2.0, 1.0]
     """
     is_score = level_positions >= 0
     supervised = labels[:, 1:] != IGNORE_INDEX
@@ -218,6 +223,13 @@ def level_kl(
 
     Raises:
         ValueError: a target row is negative or does not sum to 1 (within 1e-3).
+
+    Example:
+        >>> logits = torch.log(torch.tensor([[0.6, 0.1, 0.3]]))  # p(level ids 0, 1) = 0.6, 0.1
+        >>> q = torch.tensor([[0.75, 0.25]])
+        >>> # 0.75 ln(0.75 / 0.6) + 0.25 ln(0.25 / 0.1)
+        >>> round(float(level_kl(logits, q, torch.tensor([0, 1]))[0]), 4)
+        0.3964
     """
     q = level_probs.to(torch.float32)
     if q.numel() and ((q < 0).any() or (q.sum(dim=-1) - 1).abs().max() > 1e-3):
