@@ -379,6 +379,10 @@ def parse_value(text: str) -> Any:
 
     Returns:
         The parsed value (a string when nothing else fits).
+
+    Example:
+        >>> parse_value("1e-4"), parse_value("[q_proj, o_proj]"), parse_value("false")
+        (0.0001, ['q_proj', 'o_proj'], False)
     """
     if not text.strip():
         return text  # an empty value means the empty string (e.g. no system prompt), not null
@@ -396,6 +400,12 @@ def parse_value(text: str) -> Any:
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``) or JSON (``.json``) config file into a dict.
+
+    Args:
+        path: the file; ``.json`` is read as JSON, anything else as YAML.
+
+    Returns:
+        The file's mapping (empty for an empty file), not yet validated.
 
     Raises:
         ConfigError: the file is missing, unreadable or not a mapping.
@@ -455,8 +465,19 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 def dotted_to_tree(overrides: Mapping[str, Any], source: str = "command line") -> dict[str, Any]:
     """Turn ``{"optim.lr": 1e-4}`` into ``{"optim": {"lr": 1e-4}}``.
 
+    Args:
+        overrides: dotted keys and their values.
+        source: where they come from, for error messages.
+
+    Returns:
+        The nested dict.
+
     Raises:
-        ConfigError: a key is malformed.
+        ConfigError: a key is malformed, or one goes through a key that holds a value.
+
+    Example:
+        >>> dotted_to_tree({"optim.lr": 1e-4, "lora.r": 8, "optim.eps": 1e-6})
+        {'optim': {'lr': 0.0001, 'eps': 1e-06}, 'lora': {'r': 8}}
     """
     tree: dict[str, Any] = {}
     for key, value in overrides.items():
