@@ -341,6 +341,17 @@ def test_every_card_agrees_with_its_level_preset() -> None:
         assert spec.prompt == card.prompt
 
 
+def test_preset_names_kept_for_a_light_import_equal_artquant_models() -> None:
+    # The SDK names the presets itself so that `artquant models` need not import transformers.
+    import typing
+
+    import artquant_model
+    from artquant_sdk._zoo import LEVEL_PRESETS, ModelCard
+
+    assert tuple(artquant_model.LEVEL_PRESETS) == LEVEL_PRESETS
+    assert typing.get_args(ModelCard.model_fields["levels"].annotation) == LEVEL_PRESETS
+
+
 def test_a_card_contradicting_its_preset_is_refused() -> None:
     from artquant_sdk._api import _card_levels
 
