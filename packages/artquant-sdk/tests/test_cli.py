@@ -283,11 +283,22 @@ def test_usage_errors_exit_2(
     assert message in capsys.readouterr().err
 
 
-def test_bad_option_values_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--batch-size", "0", "0 must be at least 1"),
+        ("--batch-size", "two", "'two' is not an integer"),
+        ("--workers", "-1", "-1 must be at least 0"),
+        ("--max-pixels", "0", "0 must be at least 1"),
+    ],
+)
+def test_bad_option_values_exit_2(
+    capsys: pytest.CaptureFixture[str], option: str, value: str, message: str
+) -> None:
     with pytest.raises(SystemExit) as info:
-        cli.main(["score", ".", "--out", "x.csv", "--batch-size", "0"])
+        cli.main(["score", ".", "--out", "x.csv", option, value])
     assert info.value.code == cli.EXIT_USAGE
-    assert "must be at least 1" in capsys.readouterr().err
+    assert f"{option}: {message}" in capsys.readouterr().err
 
 
 def test_model_that_cannot_load_exits_3(
