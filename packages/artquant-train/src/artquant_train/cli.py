@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         "ARTQUANT_TRAIN_<SECTION>__<FIELD> sit between the config file and the flags.",
     )
     parser.add_argument("--config", help="YAML or JSON config file")
-    parser.add_argument("--base", help="base model folder (model.base)")
+    parser.add_argument(
+        "--base", help="base model folder, or a ModelZoo name already downloaded (model.base)"
+    )
     parser.add_argument("--tokenizer", help="tokenizer folder or tokenizer.model (model.tokenizer)")
     parser.add_argument(
         "--train-data",

@@ -52,8 +52,9 @@ class ModelConfig(_Frozen):
     """Which base model to start from and how to run it.
 
     Attributes:
-        base: folder of the base checkpoint (a full mPLUG-Owl2 checkpoint such as
-            ``mplug-owl2-llama2-7b``, or an ArtQuant release to continue from).
+        base: folder of the base checkpoint (a full mPLUG-Owl2 checkpoint; a LoRA release must
+            be merged first), or the name of a ModelZoo model fetched with ``artquant download``
+            (found under ``$ARTQUANT_MODELZOO`` or ``ModelZoo/``; see ``loop.resolve_base``).
         tokenizer: folder (or ``tokenizer.model`` file) of the tokenizer; ``None`` uses ``base``.
         image_processor: folder holding ``preprocessor_config.json``; ``None`` uses the tokenizer
             folder if it has one, else ``base``, else the vision config.

@@ -16,8 +16,9 @@ import functools
 import json
 import logging
 import math
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -271,6 +272,48 @@ def build_training_items(
     return items, level_ids
 
 
+def resolve_base(base: str, environ: Mapping[str, str] | None = None) -> Path:
+    """The folder of the base checkpoint named by ``model.base``.
+
+    A folder is taken as it is. A ModelZoo name (``mplug-owl2-llama2-7b``) is looked up where
+    ``artquant download NAME`` puts it: ``$ARTQUANT_MODELZOO/NAME``, else ``ModelZoo/NAME`` in
+    the working directory or one of its parents. Nothing is downloaded here (the trainer does not
+    depend on the SDK, which owns the hub).
+
+    Args:
+        base: A folder, or a ModelZoo name.
+        environ: Environment to read ``ARTQUANT_MODELZOO`` from (default ``os.environ``).
+
+    Returns:
+        The checkpoint folder.
+
+    Raises:
+        TrainError: Neither a folder nor a downloaded ModelZoo name; the message says how to get it.
+
+    Example:
+        >>> resolve_base(".").is_dir()
+        True
+    """
+    path = Path(base).expanduser()
+    if path.is_dir():
+        return path
+    env = os.environ if environ is None else environ
+    candidates: list[Path] = []
+    if "/" not in base and "\\" not in base and base not in ("", ".", ".."):
+        if env.get("ARTQUANT_MODELZOO"):
+            candidates.append(Path(env["ARTQUANT_MODELZOO"]).expanduser() / base)
+        candidates += [parent / "ModelZoo" / base for parent in (Path.cwd(), *Path.cwd().parents)]
+        for candidate in candidates:
+            if candidate.is_dir():
+                return candidate
+    looked = f" (looked in {', '.join(str(c) for c in candidates[:3])})" if candidates else ""
+    raise TrainError(
+        f"model.base {base!r} is not a checkpoint folder nor a downloaded ModelZoo model{looked}. "
+        "Pass the folder of the base model, or fetch a ModelZoo model first with "
+        f"`artquant download {base if candidates else 'NAME'}` (e.g. mplug-owl2-llama2-7b)."
+    )
+
+
 class _Run:
     """State of one training run (kept out of :func:`train` to keep each piece short)."""
 
@@ -285,14 +328,14 @@ class _Run:
 
         from artquant_model import MPLUGOwl2ImageProcessor, load_image, load_model, load_tokenizer
 
+        base = resolve_base(config.model.base)
+        if str(base) != config.model.base:
+            # the resolved folder is what checkpoints and the release's adapter config record
+            config = config.model_copy(
+                update={"model": config.model.model_copy(update={"base": str(base)})}
+            )
         self.config = config
         self.on_step_end = on_step_end
-        if not Path(config.model.base).is_dir():
-            raise TrainError(
-                f"model.base {config.model.base!r} is not a checkpoint folder. Pass the folder of "
-                "the base model (e.g. mplug-owl2-llama2-7b; `artquant download NAME` fetches "
-                "ModelZoo models into a folder)."
-            )
         from artquant_model import detect_checkpoint_format
 
         if detect_checkpoint_format(config.model.base) == "lora":
