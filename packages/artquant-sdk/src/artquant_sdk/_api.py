@@ -130,8 +130,7 @@ class ArtQuant:
         tokenizer = processor.tokenizer
         self._level_ids = torch.tensor(level_spec.token_ids(tokenizer), dtype=torch.long)
         self._values = torch.tensor(list(level_spec.values), dtype=torch.float64)
-        if level_spec.prompt.count(_IMAGE_TOKEN) != 1:
-            raise ValueError(f"level_spec.prompt must hold {_IMAGE_TOKEN!r} exactly once")
+        # LevelSpec (frozen, validated) already holds exactly one <|image|> in its prompt.
         self._prompt_ids = torch.tensor(
             tokenizer_image_token(level_spec.prompt, tokenizer), dtype=torch.long
         )
