@@ -58,26 +58,18 @@ QALIGN_PREPROCESSOR_CONFIG: dict[str, Any] = {
     "size": 448,
 }
 
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
-
 def resolve_dtype(name: str) -> torch.dtype:
     """Map a dtype name (float32/bfloat16/float16 or fp32/bf16/fp16) to a torch dtype.
 
+    The names are ``artquant_model``'s (:func:`artquant_model.parse_dtype`), so a benchmark
+    accepts exactly what the SDK and ``load_model`` accept.
+
     Raises:
-        ValueError: For any other name.
+        ValueError: For any other name; the message lists the allowed ones.
     """
-    try:
-        return _DTYPES[name.lower()]
-    except KeyError:
-        raise ValueError(f"unknown dtype {name!r}; choose one of {sorted(_DTYPES)}") from None
+    from artquant_model import parse_dtype
+
+    return parse_dtype(name)
 
 
 def synchronize(device: torch.device) -> None:
