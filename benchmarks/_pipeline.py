@@ -58,6 +58,7 @@ QALIGN_PREPROCESSOR_CONFIG: dict[str, Any] = {
     "size": 448,
 }
 
+
 def resolve_dtype(name: str) -> torch.dtype:
     """Map a dtype name (float32/bfloat16/float16 or fp32/bf16/fp16) to a torch dtype.
 
