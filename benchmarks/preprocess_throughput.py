@@ -32,21 +32,9 @@ import torch
 from _bench import Recorder, machine_info, make_images
 from _pipeline import CLIP_MEAN, CLIP_STD, load_image, make_image_processor
 
+from artquant_model._images import expand_to_square as _expand_to_square  # the original's pad
+
 logger = logging.getLogger("preprocess_throughput")
-
-
-def expand_to_square(image: Any, background: tuple[int, int, int]) -> Any:
-    """The original's ``expand2square``: paste centred on a square canvas of the mean colour."""
-    from PIL import Image
-
-    width, height = image.size
-    if width == height:
-        return image
-    side = max(width, height)
-    canvas = Image.new(image.mode, (side, side), background)
-    offset = (0, (width - height) // 2) if width > height else ((height - width) // 2, 0)
-    canvas.paste(image, offset)
-    return canvas
 
 
 def make_clip_processor(image_size: int = 448) -> Any:
@@ -118,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         ours_s, ours_out = _time_per_image(lambda im: ours([im])[0], images, args.rounds)
         clip_s, clip_out = _time_per_image(
             lambda im: torch.from_numpy(
-                clip(expand_to_square(im, background), return_tensors="np")["pixel_values"][0]
+                clip(_expand_to_square(im, background), return_tensors="np")["pixel_values"][0]
             ),
             images,
             args.rounds,

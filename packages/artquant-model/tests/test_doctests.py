@@ -1,4 +1,4 @@
-"""The docstring examples of the processing, level and scoring modules run as doctests."""
+"""The docstring examples of every public module of artquant_model run as doctests."""
 
 from __future__ import annotations
 
@@ -8,6 +8,11 @@ import importlib
 import pytest
 
 MODULES = [
+    "artquant_model",
+    "artquant_model.configuration_mplug_owl2",
+    "artquant_model.loading",
+    "artquant_model.modeling_mplug_owl2",
+    "artquant_model.testing",
     "artquant_model._images",
     "artquant_model.levels",
     "artquant_model.processing_mplug_owl2",
