@@ -232,6 +232,42 @@ def test_image_tokens_use_the_image_branch(model: MPLUGOwl2ForCausalLM) -> None:
     assert (routed.logits - all_text.logits).abs().max() > 1e-2
 
 
+@pytest.mark.parametrize("step", [1, 2, 5, 6])
+def test_vision_batch_size_does_not_change_features_or_logits(step: int) -> None:
+    model = tiny_model(seed=4)
+    ids = torch.tensor([[1, 10, IMG, 11, 12]] * 5)
+    images = _images(5, seed=2)
+    with torch.no_grad():
+        whole = model.get_image_features(images)
+        logits = model(input_ids=ids, images=images).logits
+        model.model.vision_batch_size = step
+        calls: list[int] = []
+        hook = model.model.vision_model.register_forward_pre_hook(
+            lambda _module, args: calls.append(args[0].shape[0])
+        )
+        try:
+            chunked = model.get_image_features(images)
+            chunked_logits = model(input_ids=ids, images=images).logits
+        finally:
+            hook.remove()
+    # the vision tower really ran in pieces of at most `step` pictures, covering all five
+    assert calls[: len(calls) // 2] == [min(step, 5 - i) for i in range(0, 5, step)]
+    # other matrix shapes reorder float32 sums (measured up to 3e-6 here): the parity tolerance
+    _close(chunked, whole)
+    _close(chunked_logits, logits)
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "2"])
+def test_vision_batch_size_rejects_non_positive_ints(value: object) -> None:
+    model = tiny_model()
+    with pytest.raises(ValueError, match=r"vision_batch_size must be None or a positive int, got"):
+        model.model.vision_batch_size = value  # type: ignore[assignment]
+    assert model.model.vision_batch_size is None
+    model.model.vision_batch_size = 3
+    model.model.vision_batch_size = None
+    assert model.model.vision_batch_size is None
+
+
 def test_logits_to_keep(model: MPLUGOwl2ForCausalLM) -> None:
     ids = torch.tensor([[1, 10, IMG, 11, 12]])
     images = _images(1)
