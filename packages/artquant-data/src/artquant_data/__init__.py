@@ -21,6 +21,7 @@ Example:
     'good'
 """
 
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from artquant_data._descriptions import attach_descriptions, load_descriptions
@@ -71,7 +72,10 @@ from artquant_data.datasets import (
     load_table,
 )
 
-__version__ = _version("artquant-data")
+try:
+    __version__ = _version("artquant-data")
+except _PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "APDDV2_ATTRIBUTES",

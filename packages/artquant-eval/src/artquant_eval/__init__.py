@@ -28,6 +28,7 @@ Example:
     MSE     0.8000
 """
 
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from artquant_eval._accumulator import MetricAccumulator
@@ -50,7 +51,10 @@ from artquant_eval._validation import (
     TooFewPairsError,
 )
 
-__version__ = _version("artquant-eval")
+try:
+    __version__ = _version("artquant-eval")
+except _PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "METRICS",

@@ -19,6 +19,7 @@ Example:
     (1, 12, 512)
 """
 
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from artquant_model.configuration_mplug_owl2 import (
@@ -68,7 +69,10 @@ from artquant_model.processing_mplug_owl2 import (
 )
 from artquant_model.scoring import score_images, score_pixel_values
 
-__version__ = _version("artquant-model")
+try:
+    __version__ = _version("artquant-model")
+except _PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "ARTQUANT_LEVELS",

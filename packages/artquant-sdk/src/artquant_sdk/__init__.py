@@ -14,6 +14,7 @@ Scores are on the model's own scale, named in each result: 1–10 for ArtQuant, 
 robustly into CSV/JSONL; ``artquant models`` lists the ModelZoo (:func:`list_models`).
 """
 
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from artquant_sdk._api import ArtQuant, level_preset
@@ -35,7 +36,10 @@ from artquant_sdk._zoo import (
     resolve_weights,
 )
 
-__version__ = _version("artquant-sdk")
+try:
+    __version__ = _version("artquant-sdk")
+except _PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "IMAGE_EXTENSIONS",

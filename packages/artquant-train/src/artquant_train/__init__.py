@@ -19,6 +19,7 @@ Example:
     (('q_proj', 'v_proj.multiway.1'), 0.05, 2e-05)
 """
 
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from artquant_train.checkpointing import (
@@ -76,7 +77,10 @@ from artquant_train.losses import (
 from artquant_train.modeling import find_lora_targets, prepare_for_training
 from artquant_train.plotting import plot_training
 
-__version__ = _version("artquant-train")
+try:
+    __version__ = _version("artquant-train")
+except _PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "AnswerFormatError",
