@@ -119,19 +119,24 @@ def _score_args(model: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize(("suffix", "workers"), [(".csv", "0"), (".jsonl", "2")])
+@pytest.mark.parametrize(
+    ("suffix", "decoding"),
+    [
+        (".csv", ["--workers", "0", "--decode-threads", "1"]),
+        (".csv", ["--decode-threads", "3"]),  # the CPU default: no workers, threads
+        (".jsonl", ["--workers", "2"]),
+    ],
+)
 def test_every_file_gets_exactly_one_row(
     tmp_path: Path,
     tiny_checkpoint: Path,
     inputs: tuple[list[str], dict[str, bool]],
     suffix: str,
-    workers: str,
+    decoding: list[str],
 ) -> None:
     paths, expected = inputs
     out = tmp_path / f"scores{suffix}"
-    code = cli.main(
-        [*_score_args(tiny_checkpoint, out, "--batch-size", "3", "--workers", workers), *paths]
-    )
+    code = cli.main([*_score_args(tiny_checkpoint, out, "--batch-size", "3", *decoding), *paths])
     assert code == cli.EXIT_OK
     rows = _rows(out)
     images = [r["image"] for r in rows]
@@ -174,6 +179,19 @@ def test_scores_equal_the_python_api(
         assert row["image"] == result.image
         assert float(row["score"]) == pytest.approx(result.score, abs=1e-6)
         assert float(row["std"]) == pytest.approx(result.std, abs=1e-6)
+
+
+def test_cpu_decodes_in_process_and_a_gpu_uses_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 32)
+    assert cli._default_workers(SimpleNamespace(device=torch.device("cpu"))) == 0
+    assert cli._default_workers(SimpleNamespace(device=torch.device("cuda"))) == 16
+    assert cli._default_workers(SimpleNamespace(device=torch.device("mps"))) == 4
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 4)
+    assert cli._default_workers(SimpleNamespace(device=torch.device("cuda"))) == 3
 
 
 def _run_cli(args: list[str], env: dict[str, str] | None = None, **kwargs: Any) -> Any:
@@ -289,6 +307,7 @@ def test_usage_errors_exit_2(
         ("--batch-size", "0", "0 must be at least 1"),
         ("--batch-size", "two", "'two' is not an integer"),
         ("--workers", "-1", "-1 must be at least 0"),
+        ("--decode-threads", "0", "0 must be at least 1"),
         ("--max-pixels", "0", "0 must be at least 1"),
     ],
 )

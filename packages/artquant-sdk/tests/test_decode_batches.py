@@ -34,9 +34,13 @@ def files(tmp_path: Path) -> list[str]:
     return paths
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_batches_keep_input_order_and_stack_readable_pixels(files: list[str], workers: int) -> None:
-    batches = list(decoded_batches(files, _preprocess, batch_size=4, workers=workers))
+@pytest.mark.parametrize(("workers", "threads"), [(0, 1), (0, 3), (2, 1)])
+def test_batches_keep_input_order_and_stack_readable_pixels(
+    files: list[str], workers: int, threads: int
+) -> None:
+    batches = list(
+        decoded_batches(files, _preprocess, batch_size=4, workers=workers, threads=threads)
+    )
     assert [len(b) for b in batches] == [4, 2]
     items = [d for b in batches for d in b]
     assert [d.image for d in items] == files
@@ -52,6 +56,41 @@ def test_batches_keep_input_order_and_stack_readable_pixels(files: list[str], wo
         assert d.pixel_values.data_ptr() == row.data_ptr()
     red = [float(d.pixel_values[0, 0, 0]) for d in items if d.pixel_values is not None]
     assert red == [0.0, 10.0, 20.0, 30.0, 40.0]
+
+
+def test_on_demand_decoding_uses_threads_and_decodes_nothing_ahead(files: list[str]) -> None:
+    import threading
+
+    seen: list[tuple[str, int]] = []
+
+    def recording(images: list[Any], **kwargs: Any) -> torch.Tensor:
+        seen.append((threading.current_thread().name, len(images)))
+        return _preprocess(images, **kwargs)
+
+    batches = decoded_batches(files, recording, batch_size=4, workers=0, threads=2)
+    first = next(batches)
+    # the broken file fails before preprocessing: 3 of the first 4 files reach it
+    assert len(seen) == 3
+    assert len(first) == 4
+    assert {name for name, _ in seen} != {threading.current_thread().name}
+    rest = list(batches)
+    assert [len(b) for b in rest] == [2]
+    assert len(seen) == 5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"batch_size": 0, "workers": 0}, "batch_size must be at least 1, got 0"),
+        ({"batch_size": 2, "workers": -1}, "workers must be at least 0, got -1"),
+        ({"batch_size": 2, "workers": 0, "threads": 0}, "threads must be at least 1, got 0"),
+    ],
+)
+def test_bad_decoding_settings_name_the_value(
+    files: list[str], kwargs: dict[str, int], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        next(decoded_batches(files, _preprocess, **kwargs))
 
 
 def test_a_batch_of_unreadable_files_has_no_pixels() -> None:
