@@ -350,6 +350,14 @@ class BenchPipeline:
     ) -> None:
         self.model, self.processor, self.device = model, processor, device
         self.dtype, self.workers, self.pad_to_batch = dtype, workers, pad_to_batch
+        inner = getattr(model, "_orig_mod", model)
+        #: The settings in force, for the benchmark's output.
+        self.settings = {
+            "visual_attn": inner.config.visual_attn_implementation,
+            "vision_batch_size": inner.model.vision_batch_size,
+            "workers": workers,
+            "decode_threads": None,
+        }
 
     def _loader(self, paths: Sequence[Path], batch_size: int) -> DataLoader[Any]:
         dataset = ImageFiles(paths, self.processor, self.dtype)
@@ -383,27 +391,63 @@ class BenchPipeline:
 
 
 class CliPipeline:
-    """What ``artquant score`` runs: the SDK's decode workers and its per-batch scoring.
+    """What ``artquant score`` runs: the SDK's decoding, its settings and its per-batch scoring.
 
     An ``artquant_sdk.ArtQuant`` is wrapped around the random model; its prompt and level ids are
     set to the real tokenizer's ids (``_bench.ARTQUANT_PROMPT_IDS``) so the spliced length is the
-    real 92 tokens without a tokenizer file. Batches come from ``artquant_sdk._decode.
-    decoded_batches`` and are scored by the CLI's ``_score_rows`` (the loop of ``artquant score``
-    without the output file).
+    real 92 tokens without a tokenizer file. The model gets the settings
+    ``ArtQuant.from_pretrained`` gives it (vision-side attention, vision batch size), and decoding
+    the CLI's defaults (workers, threads), unless overridden. Batches come from
+    ``artquant_sdk._decode.decoded_batches`` and are scored by the CLI's ``_score_rows`` (the loop
+    of ``artquant score`` without the output file).
+
+    Args:
+        model: The model (changed in place: its speed settings are set).
+        processor: The image processor.
+        device: Where the model is.
+        workers: Decoding processes; None for the CLI's default on ``device``.
+        threads: Decoding threads when ``workers`` is 0; None for the CLI's default.
+        visual_attn: ``"sdpa"``/``"eager"``; None for the SDK's default.
+        vision_batch_size: Pictures per vision-tower pass; ``"auto"`` for the SDK's default.
     """
 
     name = "cli"
 
-    def __init__(self, model: Any, processor: Any, device: torch.device, workers: int) -> None:
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        device: torch.device,
+        workers: int | None = None,
+        *,
+        threads: int | None = None,
+        visual_attn: str | None = None,
+        vision_batch_size: int | str | None = "auto",
+    ) -> None:
         from artquant_model.testing import tiny_tokenizer
         from artquant_sdk import ArtQuant
+        from artquant_sdk._api import speed_options
+        from artquant_sdk.cli import _default_decode_threads, _default_workers
 
+        attention, steps = speed_options(torch.device(device), visual_attn, vision_batch_size)
+        inner = getattr(model, "_orig_mod", model)  # a torch.compile wrapper holds the model
+        inner.config.visual_attn_implementation = attention
+        inner.model.vision_batch_size = steps
         processor_class = product("MPLUGOwl2Processor")
         levels = product("ARTQUANT_LEVELS")
         self.scorer = ArtQuant(model, processor_class(tiny_tokenizer(), processor), levels)
         self.scorer._prompt_ids = torch.tensor(ARTQUANT_PROMPT_IDS, dtype=torch.long)
         self.scorer._level_ids = torch.tensor(ARTQUANT_LEVEL_IDS, dtype=torch.long)
-        self.device, self.workers = device, workers
+        self.device = device
+        self.workers = _default_workers(self.scorer) if workers is None else workers
+        self.threads = _default_decode_threads(self.scorer) if threads is None else threads
+        #: The settings in force, for the benchmark's output.
+        self.settings = {
+            "visual_attn": attention,
+            "vision_batch_size": steps,
+            "workers": self.workers,
+            "decode_threads": self.threads if self.workers == 0 else None,
+        }
 
     def input_only(self, paths: Sequence[Path], batch_size: int) -> int:
         """Decode and preprocess every file through the SDK's workers, no model."""
@@ -415,6 +459,7 @@ class CliPipeline:
             self.scorer.preprocess,
             batch_size=batch_size,
             workers=self.workers,
+            threads=self.threads,
             pin_memory=torch.device(self.device).type == "cuda",
         )
         return sum(len(batch) for batch in batches)
@@ -438,6 +483,7 @@ class CliPipeline:
             self.scorer.preprocess,
             batch_size=batch_size,
             workers=self.workers,
+            threads=self.threads,
             pin_memory=torch.device(self.device).type == "cuda",
         )
         for batch in batches:

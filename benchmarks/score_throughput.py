@@ -1,9 +1,12 @@
 """Scoring throughput end to end from image files, against the FLOP count and the plain loop.
 
 A random-weight mPLUG-Owl2 at a named size (see ``_bench.SIZES``; no checkpoint needed) scores
-generated JPEG/PNG files of varied sizes and aspect ratios through the product's path: worker
-processes decode (``load_image``) and preprocess (``MPLUGOwl2ImageProcessor``) into pinned
-batches, the model scores each batch with the LM head at the read position only. Measured, per
+generated JPEG/PNG files of varied sizes and aspect ratios through the product's path, with the
+product's settings for the device: files are decoded (``load_image``) and preprocessed
+(``MPLUGOwl2ImageProcessor``) by worker processes into pinned batches on a GPU, and between
+forward passes in threads on a CPU; the model scores each batch with fused vision-side attention
+and the LM head at the read position only (on a CPU one picture per vision-tower pass). The
+plain loop keeps the original's vision-side attention. Measured, per
 batch size: images/s and ms/image end to end, the model alone on preloaded pixels, peak device
 memory, peak host RSS, and achieved TFLOP/s against the analytic count (``flops.py``). Also the
 input pipeline alone and the one-image-per-forward plain loop (full logits), and the largest
@@ -19,6 +22,7 @@ One JSON line per measurement on stdout (and in ``--log`` when given), then a ta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import resource
@@ -26,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +95,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="images through the plain loop (default: --num-images, at most 64)",
     )
-    parser.add_argument("--workers", type=int, default=max(1, min(8, (os.cpu_count() or 2) - 1)))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding processes (default: cli, the CLI's default for the device, none on a "
+        "CPU; bench, one per core but one, up to 8)",
+    )
+    parser.add_argument(
+        "--decode-threads",
+        type=int,
+        default=None,
+        help="cli with no workers: files of a batch decoded at once (default: the CLI's)",
+    )
+    parser.add_argument(
+        "--vision-batch-size",
+        default="auto",
+        help="cli: pictures per vision-tower pass, an int, 'all' or 'auto' (the SDK's default: "
+        "1 on a CPU, all elsewhere)",
+    )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch intra-op threads of the model process"
     )
@@ -99,8 +122,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--visual-attn",
         default=None,
         choices=["eager", "sdpa"],
-        help="attention of the ViT and abstractor (default: the model's default, the original's "
-        "matmul-softmax); sdpa is fused, about 5e-6 away in float32",
+        help="attention of the ViT and abstractor (default: cli, the SDK's default, sdpa; bench, "
+        "the model's default, the original's matmul-softmax); sdpa is about 5e-6 away in float32",
     )
     parser.add_argument(
         "--repeats", type=int, default=1, help="rounds over the batch sizes; ratios use medians"
@@ -144,9 +167,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}")
     if not args.batch_sizes or min(args.batch_sizes) < 1:
         parser.error(f"--batch-sizes must be positive integers, got {args.batch_sizes}")
-    for name in ("num_images", "unique_images", "workers", "repeats"):
-        if getattr(args, name) < (0 if name == "workers" else 1):
-            parser.error(f"--{name.replace('_', '-')} is out of range: {getattr(args, name)}")
+    for name in ("num_images", "unique_images", "workers", "decode_threads", "repeats"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "workers" else 1):
+            parser.error(f"--{name.replace('_', '-')} is out of range: {value}")
+    if args.vision_batch_size not in ("auto", "all"):
+        try:
+            args.vision_batch_size = int(args.vision_batch_size)
+        except ValueError:
+            parser.error(
+                "--vision-batch-size must be an int, 'all' or 'auto', "
+                f"got {args.vision_batch_size!r}"
+            )
+        if args.vision_batch_size < 1:
+            parser.error(f"--vision-batch-size must be positive, got {args.vision_batch_size}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda asked for, but torch sees no CUDA device")
     args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
@@ -237,8 +271,19 @@ def _make_pipeline(
     args: argparse.Namespace, model: Any, processor: Any, device: torch.device, dtype: torch.dtype
 ) -> Any:
     if args.pipeline == "cli":
-        return CliPipeline(model, processor, device, args.workers)
-    return BenchPipeline(model, processor, device, dtype, args.workers, pad_to_batch=args.compile)
+        return CliPipeline(
+            model,
+            processor,
+            device,
+            args.workers,
+            threads=args.decode_threads,
+            visual_attn=args.visual_attn,
+            vision_batch_size=None if args.vision_batch_size == "all" else args.vision_batch_size,
+        )
+    workers = args.workers
+    if workers is None:
+        workers = max(1, min(8, (os.cpu_count() or 2) - 1))
+    return BenchPipeline(model, processor, device, dtype, workers, pad_to_batch=args.compile)
 
 
 def run(args: argparse.Namespace) -> Recorder:
@@ -267,9 +312,7 @@ def run(args: argparse.Namespace) -> Recorder:
         **machine_info(),
         compile=args.compile,
         attn=args.attn,
-        visual_attn=args.visual_attn or "default",
         threads=torch.get_num_threads(),
-        workers=args.workers,
     )
     recorder.emit(kind="flops", **count.summary(peak_tflops), matmul_tflops=matmul_tflops)
 
@@ -305,6 +348,8 @@ def run(args: argparse.Namespace) -> Recorder:
         )
         scorer = torch.compile(model, dynamic=False) if args.compile else model
         pipeline = _make_pipeline(args, scorer, processor, device, dtype)
+        recorder.emit(kind="settings", **pipeline.settings)
+        workers = pipeline.workers
 
         # The input pipeline alone: decode + preprocess in the workers, no model.
         with _Meter(device) as meter:
@@ -312,7 +357,7 @@ def run(args: argparse.Namespace) -> Recorder:
         recorder.emit(
             kind="input_pipeline",
             batch_size=8,
-            workers=args.workers,
+            workers=workers,
             images=done,
             seconds=meter.seconds,
             images_per_s=done / meter.seconds,
@@ -408,7 +453,7 @@ def _measure_batch(
         kind="e2e",
         batch_size=batch_size,
         repeat=repeat,
-        workers=args.workers,
+        workers=pipeline.workers,
         images=done,
         seconds=meter.seconds,
         **_rates(done, meter.seconds, *rates),
@@ -416,6 +461,18 @@ def _measure_batch(
         peak_host_gib=meter.peak_host_gib,
         **_cpu_fields(meter, done),
     )
+
+
+@contextlib.contextmanager
+def _original_vision_settings(model: Any) -> Iterator[None]:
+    """The original's vision-side attention and one vision pass per batch, restored after."""
+    config, inner = model.config, model.model
+    saved = config.visual_attn_implementation, inner.vision_batch_size
+    config.visual_attn_implementation, inner.vision_batch_size = "eager", None
+    try:
+        yield
+    finally:
+        config.visual_attn_implementation, inner.vision_batch_size = saved
 
 
 def _baseline(
@@ -430,18 +487,21 @@ def _baseline(
     peak_tflops: float,
     matmul_tflops: float,
 ) -> None:
-    """The original's loop: read, preprocess, one forward with full logits, per image."""
+    """The original's loop: read, preprocess, one forward with full logits, per image, with the
+    original's matmul-softmax attention in the ViT and abstractor (so the parity lines compare
+    every optimisation of the fast path at once)."""
     count = min(args.baseline_images, len(dataset))
-    plain_scores(model, dataset[0][1][None].to(device))  # warm-up
     scores = torch.full((count,), float("nan"), dtype=torch.float64)
-    with _Meter(device) as meter:
-        done = 0
-        for index in range(count):
-            _, pixels = dataset[index]
-            scores[index] = plain_scores(model, pixels[None].to(device))[0].cpu()
-            done += 1
-            if args.time_budget and time.perf_counter() - meter.start > args.time_budget:
-                break
+    with _original_vision_settings(model):
+        plain_scores(model, dataset[0][1][None].to(device))  # warm-up
+        with _Meter(device) as meter:
+            done = 0
+            for index in range(count):
+                _, pixels = dataset[index]
+                scores[index] = plain_scores(model, pixels[None].to(device))[0].cpu()
+                done += 1
+                if args.time_budget and time.perf_counter() - meter.start > args.time_budget:
+                    break
     recorder.emit(
         kind="baseline_e2e",
         batch_size=1,

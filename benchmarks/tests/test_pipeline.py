@@ -101,13 +101,42 @@ def test_cli_pipeline_is_the_sdk_loop(tiny: torch.nn.Module, pictures: list[Path
     from _pipeline import CliPipeline
 
     processor = make_image_processor()
-    pipeline = CliPipeline(tiny, processor, CPU, workers=0)
+    # the original's settings, so the two loops do the same arithmetic
+    pipeline = CliPipeline(
+        tiny, processor, CPU, workers=0, threads=2, visual_attn="eager", vision_batch_size=None
+    )
+    assert pipeline.settings == {
+        "visual_attn": "eager", "vision_batch_size": None, "workers": 0, "decode_threads": 2
+    }  # fmt: skip
     done, scores = pipeline.run(pictures, 3, deadline=None)
     _, reference = BenchPipeline(tiny, processor, CPU, torch.float32, workers=0).run(
         pictures, 3, deadline=None
     )
     assert done == len(pictures)
     assert torch.allclose(scores, reference, rtol=0, atol=1e-6)
+
+
+def test_cli_pipeline_takes_the_products_cpu_settings(pictures: list[Path]) -> None:
+    pytest.importorskip("artquant_sdk")
+    from _pipeline import CliPipeline
+
+    model = build_random_model(SIZES["tiny"], device=CPU, dtype=torch.float32, seed=1)
+    processor = make_image_processor()
+    _, reference = BenchPipeline(model, processor, CPU, torch.float32, workers=0).run(
+        pictures, 3, deadline=None
+    )
+    pipeline = CliPipeline(model, processor, CPU)
+    assert pipeline.settings == {
+        "visual_attn": "sdpa",
+        "vision_batch_size": 1,
+        "workers": 0,
+        "decode_threads": torch.get_num_threads(),
+    }
+    assert model.config.visual_attn_implementation == "sdpa"
+    done, scores = pipeline.run(pictures, 3, deadline=None)
+    assert done == len(pictures)
+    # fused attention and per-picture vision passes: float32 reordering only
+    assert torch.allclose(scores, reference, rtol=0, atol=1e-5)
 
 
 def test_resolve_dtype() -> None:

@@ -45,14 +45,19 @@ def test_score_throughput_tiny(
     argv = ["--size", "tiny", "--device", "cpu", "--batch-sizes", "1,2", "--num-images", "3",
             "--unique-images", "3", "--workers", "1", "--baseline-images", "3",
             "--image-dir", str(tmp_path / "pics"), "--log", str(log),
-            "--pipeline", pipeline, "--visual-attn", "sdpa"]  # fmt: skip
+            "--pipeline", pipeline]  # fmt: skip
     assert score_throughput.main(argv) == 0
     out = capsys.readouterr().out
     records = _json_lines(out)
     assert records == [json.loads(line) for line in log.read_text().splitlines()]
     kinds = [r["kind"] for r in records]
-    for kind in ("machine", "flops", "images", "build", "input_pipeline", "ratios"):
+    for kind in ("machine", "flops", "images", "build", "settings", "input_pipeline", "ratios"):
         assert kind in kinds
+    (settings,) = [r for r in records if r["kind"] == "settings"]
+    assert settings["workers"] == 1
+    # cli: the SDK's CPU settings; bench: the model's own (the original's attention)
+    expected = ("sdpa", 1) if pipeline == "cli" else ("eager", None)
+    assert (settings["visual_attn"], settings["vision_batch_size"]) == expected
     e2e = {r["batch_size"]: r for r in records if r["kind"] == "e2e"}
     assert set(e2e) == {1, 2}
     assert all(r["images"] == 3 and r["images_per_s"] > 0 for r in e2e.values())
@@ -187,7 +192,7 @@ def test_gpu_script_dry_run(tmp_path: Path) -> None:
         "flops.txt",
         "preprocess.jsonl",
         "score.jsonl",
-        "score_visual_sdpa.jsonl",
+        "score_visual_eager.jsonl",
         "load.jsonl",
     ):
         assert (out / name).is_file(), name
