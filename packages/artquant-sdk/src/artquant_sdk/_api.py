@@ -68,12 +68,31 @@ def _is_positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def _vision_batch_size(value: object, device: torch.device) -> int | None:
-    if value == "auto":
-        return 1 if device.type == "cpu" else None
-    if value is None or _is_positive_int(value):
-        return value  # type: ignore[return-value]
-    raise ValueError(f"vision_batch_size must be 'auto', None or a positive int; got {value!r}")
+def speed_options(
+    device: torch.device, visual_attn_implementation: object, vision_batch_size: object
+) -> tuple[str, int | None]:
+    """The scorer's attention in the vision tower and vision batch size, defaults resolved.
+
+    What :meth:`ArtQuant.from_pretrained` applies (benchmarks apply the same to random models).
+
+    Raises:
+        ValueError: Either value is not allowed; the message lists what is.
+    """
+    from artquant_model.configuration_mplug_owl2 import VISUAL_ATTN_IMPLEMENTATIONS
+
+    attention = "sdpa" if visual_attn_implementation is None else visual_attn_implementation
+    if attention not in VISUAL_ATTN_IMPLEMENTATIONS:
+        raise ValueError(
+            f"visual_attn_implementation must be one of {list(VISUAL_ATTN_IMPLEMENTATIONS)}; "
+            f"got {visual_attn_implementation!r}"
+        )
+    if vision_batch_size == "auto":
+        return str(attention), (1 if device.type == "cpu" else None)
+    if vision_batch_size is None or _is_positive_int(vision_batch_size):
+        return str(attention), vision_batch_size  # type: ignore[return-value]
+    raise ValueError(
+        f"vision_batch_size must be 'auto', None or a positive int; got {vision_batch_size!r}"
+    )
 
 
 def _has_tokenizer(folder: Path) -> bool:
@@ -215,19 +234,13 @@ class ArtQuant:
             load_tokenizer,
             lora_base_folder,
         )
-        from artquant_model.configuration_mplug_owl2 import VISUAL_ATTN_IMPLEMENTATIONS
 
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
-        # Both checked before anything is read or downloaded.
-        if visual_attn_implementation is None:
-            visual_attn_implementation = "sdpa"
-        if visual_attn_implementation not in VISUAL_ATTN_IMPLEMENTATIONS:
-            raise ValueError(
-                f"visual_attn_implementation must be one of "
-                f"{list(VISUAL_ATTN_IMPLEMENTATIONS)}; got {visual_attn_implementation!r}"
-            )
-        vision_steps = _vision_batch_size(vision_batch_size, torch_device)
+        # Checked before anything is read or downloaded.
+        visual_attention, vision_steps = speed_options(
+            torch_device, visual_attn_implementation, vision_batch_size
+        )
         weights = resolve_weights(
             name_or_path, revision=revision, local_files_only=local_files_only
         )
@@ -289,7 +302,7 @@ class ArtQuant:
             device=torch_device,
             attn_implementation=attn_implementation,
         )
-        model.config.visual_attn_implementation = visual_attn_implementation
+        model.config.visual_attn_implementation = visual_attention
         model.model.vision_batch_size = vision_steps
         model.eval()
         processor_dir = next(
