@@ -61,6 +61,45 @@ def test_scores_follow_the_formula(model, processor) -> None:
         assert result.spec == "artquant"
 
 
+def test_closed_set_reads_only_the_level_rows_of_the_lm_head(model, processor) -> None:
+    pictures = _pictures(3)
+    ids = tokenizer_image_token(ARTQUANT_LEVELS.prompt, processor.tokenizer)
+    level_ids = ARTQUANT_LEVELS.token_ids(processor.tokenizer)
+    pixels = processor.image_processor(pictures)
+    head_calls: list[int] = []
+    hook = model.lm_head.register_forward_hook(lambda *_: head_calls.append(1))
+    try:
+        closed = score_pixel_values(
+            model, ids, pixels, level_ids, ARTQUANT_LEVELS.values, open_set=False
+        )
+        assert head_calls == []  # the full head never ran
+        full = score_pixel_values(model, ids, pixels, level_ids, ARTQUANT_LEVELS.values)
+        assert head_calls == [1]
+    finally:
+        hook.remove()
+    assert closed.open_set_probs is None
+    assert full.open_set_probs is not None
+    torch.testing.assert_close(closed.logits, full.logits, atol=1e-6, rtol=0)
+    torch.testing.assert_close(closed.score, full.score, atol=1e-6, rtol=0)
+    for picture, logits in zip(pictures, closed.logits, strict=True):
+        reference = _full_forward_reference(model, processor, ARTQUANT_LEVELS, picture)
+        torch.testing.assert_close(logits, reference, atol=1e-5, rtol=0)
+
+
+def test_closed_set_with_an_unusual_head_uses_the_whole_head(processor) -> None:
+    odd = tiny_model(seed=3)
+    plain = tiny_model(seed=3)
+    linear = odd.lm_head
+    odd.lm_head = torch.nn.Sequential(linear)  # not a bare Linear: rows cannot be read alone
+    ids = tokenizer_image_token(ARTQUANT_LEVELS.prompt, processor.tokenizer)
+    level_ids = ARTQUANT_LEVELS.token_ids(processor.tokenizer)
+    pixels = processor.image_processor(_pictures(2))
+    got = score_pixel_values(odd, ids, pixels, level_ids, ARTQUANT_LEVELS.values, open_set=False)
+    want = score_pixel_values(plain, ids, pixels, level_ids, ARTQUANT_LEVELS.values)
+    torch.testing.assert_close(got.score, want.score, atol=1e-6, rtol=0)
+    assert got.open_set_probs is None
+
+
 def test_batch_size_does_not_change_results(model, processor) -> None:
     pictures = _pictures(5)
     alone = score_images(model, processor, pictures, batch_size=1)

@@ -1,8 +1,9 @@
 """Score images in one forward pass, Q-Align style: level-word logits at the answer position.
 
 The prompt ends at the answer position ("... The quality of the painting is"); the language-model
-head runs only there (`logits_to_keep=1`), the K level-word logits are read from it and turned
-into a score by `levels.level_scores` in float64. Every image of a batch gets the same prompt, so
+head runs only there and, unless the full-vocabulary probabilities are asked for (`open_set`),
+only its K level-word rows: the K logits are turned into a score by `levels.level_scores` in
+float64. Every image of a batch gets the same prompt, so
 no padding is needed and each row equals its batch-of-one result.
 
 Example:
@@ -34,6 +35,7 @@ from artquant_model.levels import (
     level_scores,
     open_set_level_probs,
 )
+from artquant_model.modeling_mplug_owl2 import MPLUGOwl2ForCausalLM
 from artquant_model.processing_mplug_owl2 import MPLUGOwl2Processor
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,18 @@ def _placement(model: Any) -> tuple[torch.device, torch.dtype]:
         if parameter.is_floating_point():
             return parameter.device, parameter.dtype
     raise ValueError("the model has no floating-point parameters")
+
+
+def _plain_causal_lm(model: Any) -> MPLUGOwl2ForCausalLM | None:
+    """The `MPLUGOwl2ForCausalLM` inside `model` (itself or under a peft wrapper) when its LM
+    head is a plain bias-free linear layer whose rows can be read alone; else None."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not isinstance(inner, MPLUGOwl2ForCausalLM):
+        return None
+    head = inner.lm_head
+    if type(head) is not torch.nn.Linear or head.bias is not None:
+        return None
+    return inner
 
 
 def _vocab_size(model: Any) -> int | None:
@@ -138,23 +152,34 @@ def score_pixel_values(
             "the tokenizer does not belong to this model"
         )
     device, dtype = _placement(model)
+    inputs = {
+        "input_ids": ids.to(device),
+        "images": pixel_values.to(device=device, dtype=dtype),
+        "attention_mask": None if attention_mask is None else attention_mask.to(device),
+        "use_cache": False,
+    }
+    causal = None if open_set else _plain_causal_lm(model)
     with torch.inference_mode():
-        output = model(
-            input_ids=ids.to(device),
-            images=pixel_values.to(device=device, dtype=dtype),
-            attention_mask=None if attention_mask is None else attention_mask.to(device),
-            logits_to_keep=1,
-            use_cache=False,
-        )
-    last = output.logits[:, -1, :].float().cpu()
-    level_logits = last.index_select(-1, level_index)
+        if causal is not None:
+            # Only K rows of the LM head are read: skip the other vocab_size - K (on a CPU the
+            # full row costs a pass over the whole head matrix per forward, 65 MB at width 512).
+            hidden = causal.model(**inputs).last_hidden_state[:, -1, :]
+            rows = causal.lm_head.weight.index_select(0, level_index.to(device))
+            level_logits = torch.nn.functional.linear(hidden, rows).float().cpu()
+            last = None
+        else:
+            output = model(**inputs, logits_to_keep=1)
+            last = output.logits[:, -1, :].float().cpu()
+            level_logits = last.index_select(-1, level_index)
     closed = level_scores(level_logits, values)
     return LevelScores(
         score=closed.score,
         std=closed.std,
         probs=closed.probs,
         logits=level_logits,
-        open_set_probs=open_set_level_probs(last, level_index) if open_set else None,
+        open_set_probs=(
+            open_set_level_probs(last, level_index) if open_set and last is not None else None
+        ),
     )
 
 
