@@ -46,6 +46,7 @@ PUBLIC = {
     "load_image",
     "load_tokenizer",
     "open_set_level_probs",
+    "PromptPrefixCache",
     "score_images",
     "score_pixel_values",
     "tokenizer_image_token",

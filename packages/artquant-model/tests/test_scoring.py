@@ -204,3 +204,126 @@ def test_tiny_checkpoint_roundtrip(tmp_path: Path) -> None:
     loaded = score_images(model, processor, _pictures(2))
     for a, b in zip(in_memory, loaded, strict=True):
         assert a.score == pytest.approx(b.score, abs=1e-6)
+
+
+# ---- the shared prompt prefix ----------------------------------------------------------------
+
+
+def _prompt(processor: MPLUGOwl2Processor, spec: LevelSpec = ARTQUANT_LEVELS) -> list[int]:
+    return tokenizer_image_token(spec.prompt, processor.tokenizer)
+
+
+def _count_decoder_calls(model) -> tuple[list[int], object]:
+    rows: list[int] = []
+
+    def record(_module, args, kwargs) -> None:
+        embeds = kwargs.get("inputs_embeds")
+        ids = kwargs.get("input_ids")
+        rows.append((embeds if embeds is not None else ids).shape[1])
+
+    return rows, model.model.register_forward_pre_hook(record, with_kwargs=True)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"attn_implementation": "sdpa"},
+        {"attn_implementation": "eager"},
+        {"attn_implementation": "sdpa", "num_key_value_heads": 2},
+    ],
+)
+@pytest.mark.parametrize("open_set", [False, True])
+@pytest.mark.parametrize("count", [1, 3])
+def test_prefix_cache_gives_the_full_forwards_scores(
+    processor, overrides: dict, open_set: bool, count: int
+) -> None:
+    from artquant_model.scoring import PromptPrefixCache
+
+    model = tiny_model(seed=6, **overrides)
+    ids = _prompt(processor)
+    level_ids = ARTQUANT_LEVELS.token_ids(processor.tokenizer)
+    pixels = processor.image_processor(_pictures(count))
+    cache = PromptPrefixCache()
+    plain = score_pixel_values(model, ids, pixels, level_ids, ARTQUANT_LEVELS.values)
+    fast = score_pixel_values(
+        model, ids, pixels, level_ids, ARTQUANT_LEVELS.values, open_set=open_set,
+        prefix_cache=cache,
+    )  # fmt: skip
+    assert cache.length == ids.index(-200) > 0
+    # a wrong causal mask or position offset would move these by orders of magnitude more
+    torch.testing.assert_close(fast.logits, plain.logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast.score, plain.score, atol=1e-5, rtol=0)
+    if open_set:
+        torch.testing.assert_close(fast.open_set_probs, plain.open_set_probs, atol=1e-6, rtol=0)
+    else:
+        assert fast.open_set_probs is None
+
+
+def test_prefix_cache_is_reused_and_follows_prompt_and_weight_changes(processor) -> None:
+    from artquant_model.scoring import PromptPrefixCache
+
+    model = tiny_model(seed=7)
+    level_ids = ARTQUANT_LEVELS.token_ids(processor.tokenizer)
+    pixels = processor.image_processor(_pictures(2))
+    ids = _prompt(processor)
+    prefix = ids.index(-200)
+    rest = len(ids) - prefix - 1 + 9  # after the prefix: 9 image tokens and the text after them
+    cache = PromptPrefixCache()
+    calls, hook = _count_decoder_calls(model)
+
+    def fast(prompt: list[int] = ids, spec: LevelSpec = ARTQUANT_LEVELS) -> torch.Tensor:
+        kw = {"open_set": False, "prefix_cache": cache}
+        return score_pixel_values(model, prompt, pixels, level_ids, spec.values, **kw).score
+
+    def plain() -> torch.Tensor:
+        return score_pixel_values(model, ids, pixels, level_ids, ARTQUANT_LEVELS.values).score
+
+    try:
+        first = fast()
+        assert calls == [prefix, rest]  # the prefix once, then the rest
+        calls.clear()
+        assert torch.equal(fast(), first)
+        assert calls == [rest]  # reused: no prefix pass
+        calls.clear()
+        # a weight changed in place (as an optimiser step or load_state_dict would)
+        with torch.no_grad():
+            model.model.layers[0].self_attn.q_proj.weight.mul_(1.5)
+        changed = fast()
+        assert len(calls) == 2  # recomputed
+        calls.clear()
+        torch.testing.assert_close(changed, plain(), atol=1e-5, rtol=0)
+        assert (changed - first).abs().max() > 1e-4
+        # another prompt
+        other = _prompt(processor, ONEALIGN_LEVELS)
+        fast(other, ONEALIGN_LEVELS)
+        assert cache.length == other.index(-200)
+        calls.clear()
+        cache.clear()
+        assert cache.length == 0
+    finally:
+        hook.remove()
+
+
+def test_prefix_cache_is_skipped_where_it_cannot_apply(processor) -> None:
+    from artquant_model.scoring import PromptPrefixCache
+
+    model = tiny_model(seed=8)
+    level_ids = ARTQUANT_LEVELS.token_ids(processor.tokenizer)
+    pixels = processor.image_processor(_pictures(2))
+    ids = _prompt(processor)
+    cache = PromptPrefixCache()
+    # rows that differ: per-row prompts
+    rows = torch.tensor([ids, [*ids[:-1], ids[-2]]])  # the last token differs
+    got = score_pixel_values(
+        model, rows, pixels, level_ids, ARTQUANT_LEVELS.values, prefix_cache=cache
+    )
+    want = score_pixel_values(model, rows, pixels, level_ids, ARTQUANT_LEVELS.values)
+    assert torch.equal(got.score, want.score)
+    # the image first: nothing before it to share
+    image_first = [-200] + [i for i in ids if i != -200]
+    got = score_pixel_values(
+        model, image_first, pixels, level_ids, ARTQUANT_LEVELS.values, prefix_cache=cache
+    )
+    want = score_pixel_values(model, image_first, pixels, level_ids, ARTQUANT_LEVELS.values)
+    assert torch.equal(got.score, want.score)
+    assert cache.length == 0

@@ -67,7 +67,7 @@ from artquant_model.processing_mplug_owl2 import (
     load_tokenizer,
     tokenizer_image_token,
 )
-from artquant_model.scoring import score_images, score_pixel_values
+from artquant_model.scoring import PromptPrefixCache, score_images, score_pixel_values
 
 try:
     __version__ = _version("artquant-model")
@@ -101,6 +101,7 @@ __all__ = [
     "MPLUGOwl2Processor",
     "MPLUGOwl2VisionConfig",
     "MultimodalInputs",
+    "PromptPrefixCache",
     "__version__",
     "detect_checkpoint_format",
     "level_scores",
