@@ -357,6 +357,7 @@ class BenchPipeline:
             "vision_batch_size": inner.model.vision_batch_size,
             "workers": workers,
             "decode_threads": None,
+            "prefix_cache": False,
         }
 
     def _loader(self, paths: Sequence[Path], batch_size: int) -> DataLoader[Any]:
@@ -409,6 +410,7 @@ class CliPipeline:
         threads: Decoding threads when ``workers`` is 0; None for the CLI's default.
         visual_attn: ``"sdpa"``/``"eager"``; None for the SDK's default.
         vision_batch_size: Pictures per vision-tower pass; ``"auto"`` for the SDK's default.
+        prefix_cache: Reuse the prompt's keys and values before the image (the SDK's default).
     """
 
     name = "cli"
@@ -423,6 +425,7 @@ class CliPipeline:
         threads: int | None = None,
         visual_attn: str | None = None,
         vision_batch_size: int | str | None = "auto",
+        prefix_cache: bool = True,
     ) -> None:
         from artquant_model.testing import tiny_tokenizer
         from artquant_sdk import ArtQuant
@@ -438,6 +441,8 @@ class CliPipeline:
         self.scorer = ArtQuant(model, processor_class(tiny_tokenizer(), processor), levels)
         self.scorer._prompt_ids = torch.tensor(ARTQUANT_PROMPT_IDS, dtype=torch.long)
         self.scorer._level_ids = torch.tensor(ARTQUANT_LEVEL_IDS, dtype=torch.long)
+        if not prefix_cache:
+            self.scorer._prefix_cache = None  # type: ignore[assignment]
         self.device = device
         self.workers = _default_workers(self.scorer) if workers is None else workers
         self.threads = _default_decode_threads(self.scorer) if threads is None else threads
@@ -447,6 +452,7 @@ class CliPipeline:
             "vision_batch_size": steps,
             "workers": self.workers,
             "decode_threads": self.threads if self.workers == 0 else None,
+            "prefix_cache": prefix_cache,
         }
 
     def input_only(self, paths: Sequence[Path], batch_size: int) -> int:

@@ -109,6 +109,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="cli with no workers: files of a batch decoded at once (default: the CLI's)",
     )
     parser.add_argument(
+        "--no-prefix-cache",
+        action="store_true",
+        help="cli: recompute the prompt's text before the image in every forward pass",
+    )
+    parser.add_argument(
         "--vision-batch-size",
         default="auto",
         help="cli: pictures per vision-tower pass, an int, 'all' or 'auto' (the SDK's default: "
@@ -279,6 +284,7 @@ def _make_pipeline(
             threads=args.decode_threads,
             visual_attn=args.visual_attn,
             vision_batch_size=None if args.vision_batch_size == "all" else args.vision_batch_size,
+            prefix_cache=not args.no_prefix_cache,
         )
     workers = args.workers
     if workers is None:

@@ -106,7 +106,8 @@ def test_cli_pipeline_is_the_sdk_loop(tiny: torch.nn.Module, pictures: list[Path
         tiny, processor, CPU, workers=0, threads=2, visual_attn="eager", vision_batch_size=None
     )
     assert pipeline.settings == {
-        "visual_attn": "eager", "vision_batch_size": None, "workers": 0, "decode_threads": 2
+        "visual_attn": "eager", "vision_batch_size": None, "workers": 0, "decode_threads": 2,
+        "prefix_cache": True,
     }  # fmt: skip
     done, scores = pipeline.run(pictures, 3, deadline=None)
     _, reference = BenchPipeline(tiny, processor, CPU, torch.float32, workers=0).run(
@@ -131,6 +132,7 @@ def test_cli_pipeline_takes_the_products_cpu_settings(pictures: list[Path]) -> N
         "vision_batch_size": 1,
         "workers": 0,
         "decode_threads": torch.get_num_threads(),
+        "prefix_cache": True,
     }
     assert model.config.visual_attn_implementation == "sdpa"
     done, scores = pipeline.run(pictures, 3, deadline=None)

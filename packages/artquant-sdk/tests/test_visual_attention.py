@@ -51,8 +51,12 @@ def test_cpu_defaults_are_fused_attention_and_one_picture_per_vision_pass(
     assert eager.model.config.visual_attn_implementation == "eager"
     assert eager.model.model.vision_batch_size is None
     pictures = _pictures()
-    # fused attention and per-picture vision passes reorder float32 sums only
+    assert default._prefix_cache.length == 0
+    # fused attention, per-picture vision passes and the shared prompt prefix reorder float32
+    # sums only
     _assert_same_scores(default.score(pictures, batch_size=4), eager.score(pictures, batch_size=4))
+    prompt = default._prompt_ids.tolist()
+    assert default._prefix_cache.length == prompt.index(-200) > 0
 
 
 def test_explicit_vision_batch_size_is_kept(checkpoint: Path) -> None:

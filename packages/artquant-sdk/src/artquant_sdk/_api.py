@@ -167,6 +167,11 @@ class ArtQuant:
         self._prompt_ids = torch.tensor(
             tokenizer_image_token(level_spec.prompt, tokenizer), dtype=torch.long
         )
+        from artquant_model import PromptPrefixCache
+
+        # The prompt's text before the image is the same for every image: its keys and values
+        # are computed once (and again only if the prompt or a weight changes).
+        self._prefix_cache = PromptPrefixCache()
 
     @classmethod
     def from_pretrained(
@@ -374,6 +379,7 @@ class ArtQuant:
             self._level_ids.to(self.device),
             self._values,
             open_set=False,
+            prefix_cache=self._prefix_cache,
         )
         scores = result.score.double().cpu().reshape(n).tolist()
         stds = result.std.double().cpu().reshape(n).tolist()
