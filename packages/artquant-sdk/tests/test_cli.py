@@ -525,3 +525,28 @@ def test_accelerate_launch_shards_and_merges(
     assert "[rank 1/2]" in proc.stderr
     assert [r["image"] for r in _rows(out)] == paths
     assert not parts_dir(out).exists()
+
+
+def _spy_on_tuning(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    from artquant_sdk import _malloc
+
+    calls: list[bool] = []
+    monkeypatch.setattr(_malloc, "keep_freed_memory", lambda: calls.append(True) or True)
+    return calls
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], [True]), (["--no-malloc-tuning"], [])])
+def test_score_on_a_cpu_tunes_malloc_unless_told_not_to(
+    tmp_path: Path,
+    tiny_checkpoint: Path,
+    oasis: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+    flag: list[str],
+    expected: list[bool],
+) -> None:
+    calls = _spy_on_tuning(monkeypatch)
+    out = tmp_path / "s.csv"
+    argv = ["score", "--model", str(tiny_checkpoint), "--out", str(out), "--device", "cpu",
+            "--no-progress", *flag, str(oasis[0])]  # fmt: skip
+    assert cli.main(argv) == cli.EXIT_OK
+    assert calls == expected
