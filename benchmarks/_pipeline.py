@@ -358,6 +358,7 @@ class BenchPipeline:
             "workers": workers,
             "decode_threads": None,
             "prefix_cache": False,
+            "malloc_tuned": False,
         }
 
     def _loader(self, paths: Sequence[Path], batch_size: int) -> DataLoader[Any]:
@@ -411,6 +412,8 @@ class CliPipeline:
         visual_attn: ``"sdpa"``/``"eager"``; None for the SDK's default.
         vision_batch_size: Pictures per vision-tower pass; ``"auto"`` for the SDK's default.
         prefix_cache: Reuse the prompt's keys and values before the image (the SDK's default).
+        malloc_tuning: On a CPU, keep freed blocks in glibc's heap as ``artquant score`` does
+            (``artquant_sdk._malloc``; changes this whole process).
     """
 
     name = "cli"
@@ -426,6 +429,7 @@ class CliPipeline:
         visual_attn: str | None = None,
         vision_batch_size: int | str | None = "auto",
         prefix_cache: bool = True,
+        malloc_tuning: bool = True,
     ) -> None:
         from artquant_model.testing import tiny_tokenizer
         from artquant_sdk import ArtQuant
@@ -444,6 +448,11 @@ class CliPipeline:
         if not prefix_cache:
             self.scorer._prefix_cache = None  # type: ignore[assignment]
         self.device = device
+        tuned = False
+        if malloc_tuning and torch.device(device).type == "cpu":
+            from artquant_sdk._malloc import keep_freed_memory
+
+            tuned = keep_freed_memory()
         self.workers = _default_workers(self.scorer) if workers is None else workers
         self.threads = _default_decode_threads(self.scorer) if threads is None else threads
         #: The settings in force, for the benchmark's output.
@@ -453,6 +462,7 @@ class CliPipeline:
             "workers": self.workers,
             "decode_threads": self.threads if self.workers == 0 else None,
             "prefix_cache": prefix_cache,
+            "malloc_tuned": tuned,
         }
 
     def input_only(self, paths: Sequence[Path], batch_size: int) -> int:

@@ -109,6 +109,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="cli with no workers: files of a batch decoded at once (default: the CLI's)",
     )
     parser.add_argument(
+        "--no-malloc-tuning",
+        action="store_true",
+        help="cli on a CPU: leave glibc's malloc as it is (artquant score --no-malloc-tuning)",
+    )
+    parser.add_argument(
         "--no-prefix-cache",
         action="store_true",
         help="cli: recompute the prompt's text before the image in every forward pass",
@@ -285,6 +290,7 @@ def _make_pipeline(
             visual_attn=args.visual_attn,
             vision_batch_size=None if args.vision_batch_size == "all" else args.vision_batch_size,
             prefix_cache=not args.no_prefix_cache,
+            malloc_tuning=not args.no_malloc_tuning,
         )
     workers = args.workers
     if workers is None:

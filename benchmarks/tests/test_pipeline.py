@@ -103,11 +103,12 @@ def test_cli_pipeline_is_the_sdk_loop(tiny: torch.nn.Module, pictures: list[Path
     processor = make_image_processor()
     # the original's settings, so the two loops do the same arithmetic
     pipeline = CliPipeline(
-        tiny, processor, CPU, workers=0, threads=2, visual_attn="eager", vision_batch_size=None
-    )
+        tiny, processor, CPU, workers=0, threads=2, visual_attn="eager", vision_batch_size=None,
+        malloc_tuning=False,
+    )  # fmt: skip
     assert pipeline.settings == {
         "visual_attn": "eager", "vision_batch_size": None, "workers": 0, "decode_threads": 2,
-        "prefix_cache": True,
+        "prefix_cache": True, "malloc_tuned": False,
     }  # fmt: skip
     done, scores = pipeline.run(pictures, 3, deadline=None)
     _, reference = BenchPipeline(tiny, processor, CPU, torch.float32, workers=0).run(
@@ -121,6 +122,8 @@ def test_cli_pipeline_takes_the_products_cpu_settings(pictures: list[Path]) -> N
     pytest.importorskip("artquant_sdk")
     from _pipeline import CliPipeline
 
+    from artquant_sdk._malloc import _glibc
+
     model = build_random_model(SIZES["tiny"], device=CPU, dtype=torch.float32, seed=1)
     processor = make_image_processor()
     _, reference = BenchPipeline(model, processor, CPU, torch.float32, workers=0).run(
@@ -133,6 +136,7 @@ def test_cli_pipeline_takes_the_products_cpu_settings(pictures: list[Path]) -> N
         "workers": 0,
         "decode_threads": torch.get_num_threads(),
         "prefix_cache": True,
+        "malloc_tuned": _glibc() is not None,  # as artquant score does on a CPU
     }
     assert model.config.visual_attn_implementation == "sdpa"
     done, scores = pipeline.run(pictures, 3, deadline=None)
