@@ -785,10 +785,12 @@ class MPLUGOwl2Model(MPLUGOwl2PreTrainedModel):
     def vision_batch_size(self) -> int | None:
         """Pictures per pass through the vision tower; None (the default) runs them all at once.
 
-        Results do not depend on it. On a CPU, 1 is faster for batches: one picture's
-        activations (a 1,025-token sequence) stay in the caches, a batch of them does not, while
-        the matrix products are already large at one picture (measured on 2 cores: batch 8 ran
-        the ViT 14-23 % slower per picture than batch 1, and as fast with this set to 1). The
+        Results do not depend on it. On a CPU, 1 keeps batches as fast per picture as single
+        pictures: the matrix products are already large at one picture (1,025 tokens), while a
+        batch's transient tensors grow past glibc's mmap threshold (one ViT MLP activation of
+        a 256-wide tower is 4 MB at batch 1, 34 MB at batch 8), so each is mapped fresh and
+        page-faulted on every use. Measured on 2 cores: the ViT took 73 ms per picture at batch 8
+        against 60 ms with this set to 1 (or with malloc tuned as ``artquant score`` does). The
         abstractor and the language model still see the whole batch.
 
         Raises:

@@ -216,8 +216,8 @@ class ArtQuant:
                 outputs exactly.
             vision_batch_size: Pictures per pass through the vision tower (see
                 ``MPLUGOwl2Model.vision_batch_size``); scores do not depend on it. ``"auto"``:
-                1 on a CPU, where a batch of pictures no longer fits the caches, else the whole
-                batch (None).
+                1 on a CPU, where a batch's large transient tensors page-fault under glibc's
+                malloc, else the whole batch (None).
 
         Returns:
             The scorer, on ``device``, in eval mode.
