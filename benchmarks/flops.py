@@ -18,6 +18,11 @@ Per image, with the reference-mplug-owl2.md notation:
   kv = n_kv_heads * head_dim (q and o are H x H, k and v are H x kv), attention 2 T^2 H;
 * LM head V * H per position read: one position on the fast path, T on the plain one.
 
+The product also reuses the keys and values of the prompt's text before the image (15 tokens of
+ArtQuant's prompt; ``artquant_model.PromptPrefixCache``), so per image it skips those rows'
+LLM linear layers and their attention rows: ``prefix_saving`` counts that, apart from the total
+(which stays the issue's reference count for the utilisation figures).
+
 Run it as a script to print the breakdown of a named size::
 
     python benchmarks/flops.py --size full --peak-tflops 790
@@ -32,6 +37,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 __all__ = [
+    "ARTQUANT_PROMPT_PREFIX_TOKENS",
     "ARTQUANT_PROMPT_TEXT_TOKENS",
     "FlopCount",
     "ModelDims",
@@ -41,6 +47,8 @@ __all__ = [
 
 #: Text tokens of ArtQuant's scoring prompt (28 ids, one of them the -200 image placeholder).
 ARTQUANT_PROMPT_TEXT_TOKENS = 27
+#: Of those, the tokens before the image (BOS and "USER: How would ... painting?\n").
+ARTQUANT_PROMPT_PREFIX_TOKENS = 15
 
 
 @dataclass(frozen=True)
@@ -168,6 +176,8 @@ class FlopCount:
         llm_attention: The LLM layers' attention products.
         lm_head_per_position: The LM head at one position.
         spliced_length: Positions the plain path projects to the vocabulary.
+        prefix_saving: What reusing the prompt's text before the image saves per image (the
+            prefix rows of the LLM linear layers and of its attention).
     """
 
     vision_linear: int
@@ -178,6 +188,7 @@ class FlopCount:
     llm_attention: int
     lm_head_per_position: int
     spliced_length: int
+    prefix_saving: int = 0
 
     @property
     def vision(self) -> int:
@@ -218,6 +229,8 @@ class FlopCount:
             "total_tflop": self.total("one") / tera,
             "total_plain_tflop": self.total("all") / tera,
             "spliced_length": float(self.spliced_length),
+            "prefix_saving_tflop": self.prefix_saving / tera,
+            "total_prefix_shared_tflop": (self.total("one") - self.prefix_saving) / tera,
         }
         if peak_tflops is not None:
             out["peak_tflops"] = peak_tflops
@@ -232,11 +245,12 @@ class FlopCount:
         raise ValueError(f"lm_head must be 'one' or 'all', got {lm_head!r}")
 
 
-def count_flops(dims: ModelDims) -> FlopCount:
+def count_flops(dims: ModelDims, prefix_tokens: int = ARTQUANT_PROMPT_PREFIX_TOKENS) -> FlopCount:
     """Count the FLOPs of scoring one image (see the module docstring for the formulas).
 
     Args:
         dims: The model's sizes.
+        prefix_tokens: Text tokens before the image, whose keys and values are reused.
 
     Returns:
         The per-part count.
@@ -264,6 +278,11 @@ def count_flops(dims: ModelDims) -> FlopCount:
     kv = d.num_kv_heads * (h // d.num_heads)
     llm_linear = d.layers * 2 * t * (2 * h * h + 2 * h * kv + 3 * h * d.intermediate)
     llm_attention = d.layers * 2 * (2 * t * t * h)
+    p = prefix_tokens
+    if not 0 <= p < t:
+        raise ValueError(f"prefix_tokens must be in [0, {t}), got {p}")
+    prefix_saving = d.layers * 2 * p * (2 * h * h + 2 * h * kv + 3 * h * d.intermediate)
+    prefix_saving += d.layers * 2 * (2 * p * t * h)
     return FlopCount(
         vision_linear=vision_linear,
         vision_attention=vision_attention,
@@ -273,6 +292,7 @@ def count_flops(dims: ModelDims) -> FlopCount:
         llm_attention=llm_attention,
         lm_head_per_position=2 * d.vocab * h,
         spliced_length=t,
+        prefix_saving=prefix_saving,
     )
 
 

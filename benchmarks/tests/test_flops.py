@@ -40,6 +40,12 @@ def test_terms_by_hand() -> None:
     assert count.llm_attention == 32 * 4 * 92 * 92 * h
     assert count.lm_head_per_position == 2 * 32000 * h
     assert count.total("all") - count.total("one") == 91 * 2 * 32000 * h
+    # the 15 prompt tokens before the image: their linear rows and attention rows
+    assert count.prefix_saving == 32 * 2 * 15 * (4 * h * h + 3 * h * i) + 32 * 4 * 15 * 92 * h
+    assert count.prefix_saving / 1e12 == pytest.approx(0.195, abs=0.001)
+    assert count_flops(FULL, prefix_tokens=0).prefix_saving == 0
+    with pytest.raises(ValueError, match=r"prefix_tokens must be in \[0, 92\), got 92"):
+        count_flops(FULL, prefix_tokens=92)
 
 
 def test_grouped_query_attention_shrinks_only_k_and_v() -> None:
