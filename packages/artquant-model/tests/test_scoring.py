@@ -327,3 +327,26 @@ def test_prefix_cache_is_skipped_where_it_cannot_apply(processor) -> None:
     want = score_pixel_values(model, image_first, pixels, level_ids, ARTQUANT_LEVELS.values)
     assert torch.equal(got.score, want.score)
     assert cache.length == 0
+
+
+def test_prefix_cache_with_inference_tensor_weights_recomputes_every_call(processor) -> None:
+    from artquant_model.scoring import PromptPrefixCache
+
+    with torch.inference_mode():  # parameters made here keep no version counter
+        model = tiny_model(seed=9)
+    level_ids = ARTQUANT_LEVELS.token_ids(processor.tokenizer)
+    pixels = processor.image_processor(_pictures(2))
+    ids = _prompt(processor)
+    cache = PromptPrefixCache()
+    calls, hook = _count_decoder_calls(model)
+    try:
+        first = score_pixel_values(
+            model, ids, pixels, level_ids, ARTQUANT_LEVELS.values, prefix_cache=cache
+        )
+        again = score_pixel_values(
+            model, ids, pixels, level_ids, ARTQUANT_LEVELS.values, prefix_cache=cache
+        )
+    finally:
+        hook.remove()
+    assert len(calls) == 4  # the prefix pass each time: no version to prove it unchanged
+    assert torch.equal(first.score, again.score)

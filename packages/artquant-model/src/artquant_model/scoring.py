@@ -116,8 +116,8 @@ class PromptPrefixCache:
             prefix_ids: ``[P]`` text ids (no image id).
         """
         ids = tuple(int(i) for i in prefix_ids.tolist())
-        weights = tuple((id(p), p._version) for p in model.parameters())
-        if ids != self._ids or weights != self._weights:
+        weights = _weights_key(model)
+        if weights is None or ids != self._ids or weights != self._weights:
             device = next(model.parameters()).device
             cache = DynamicCache()
             with torch.inference_mode():
@@ -129,8 +129,18 @@ class PromptPrefixCache:
             held: list[Any] = list(cache.layers)  # DynamicLayer: .keys / .values tensors
             self._keys = [layer.keys for layer in held]
             self._values = [layer.values for layer in held]
-            self._ids, self._weights = ids, weights
+            self._ids, self._weights = ids, weights or ()
         return self._keys, self._values
+
+
+def _weights_key(model: torch.nn.Module) -> tuple[tuple[int, int], ...] | None:
+    """Identity and in-place version of every parameter; None when some parameter is an
+    inference tensor (made under ``torch.inference_mode``), which keeps no version: then the
+    prefix is recomputed on every call rather than risk a stale one."""
+    try:
+        return tuple((id(p), p._version) for p in model.parameters())
+    except RuntimeError:
+        return None
 
 
 def _score_with_prefix(
