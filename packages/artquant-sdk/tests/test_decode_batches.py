@@ -146,3 +146,21 @@ def test_pinned_batches_for_a_cuda_model(files: list[str]) -> None:
         assert batch.pixel_values is not None
         assert batch.pixel_values.is_pinned()
         assert all(d.pixel_values.is_pinned() for d in batch if d.pixel_values is not None)
+
+
+def test_threads_take_the_largest_files_first_and_keep_input_order(tmp_path: Path) -> None:
+    from artquant_sdk._decode import DecodeDataset, _largest_first
+
+    sizes = [30, 10, 50, 0, 20]
+    files = []
+    for i, size in enumerate(sizes):
+        path = tmp_path / f"{i}.png"
+        path.write_bytes(b"x" * size)
+        files.append(str(path))
+    files.append(str(tmp_path / "missing.png"))  # unreadable: counts as empty, goes last
+    dataset = DecodeDataset(files, _preprocess)
+    assert _largest_first(dataset, range(6)) == [2, 0, 4, 1, 3, 5]
+    assert _largest_first(dataset, range(1, 3)) == [2, 1]
+    # whatever order they are decoded in, rows come back in input order
+    batches = list(decoded_batches(files, _preprocess, batch_size=4, workers=0, threads=3))
+    assert [d.image for b in batches for d in b] == files

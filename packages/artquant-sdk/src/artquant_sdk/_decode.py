@@ -21,6 +21,7 @@ memory, from which the copy to the GPU runs asynchronously (``non_blocking``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -189,11 +190,26 @@ def _decode_on_demand(
     with ThreadPoolExecutor(max_workers=workers) if workers > 1 else nullcontext() as pool:
         for start in range(0, len(dataset), batch_size):
             indices = range(start, min(start + batch_size, len(dataset)))
-            # __getitem__ turns every failure into that file's error, so map() cannot raise
-            items = (
-                list(pool.map(dataset.__getitem__, indices))
-                if pool
-                else [dataset[i] for i in indices]
-            )
+            # __getitem__ turns every failure into that file's error, so no future can raise
+            if pool:
+                futures = {
+                    i: pool.submit(dataset.__getitem__, i) for i in _largest_first(dataset, indices)
+                }
+                items = [futures[i].result() for i in indices]
+            else:
+                items = [dataset[i] for i in indices]
             batch = DecodedBatch.collate(items)
             yield batch.pin_memory() if pin_memory else batch
+
+
+def _largest_first(dataset: DecodeDataset, indices: range) -> list[int]:
+    """``indices`` by decreasing file size: the threads then finish a batch close together
+    (longest job first), instead of one decoding a large file alone at the end."""
+
+    def size(index: int) -> int:
+        try:
+            return os.path.getsize(dataset.files[index])
+        except OSError:
+            return 0  # unreadable: it fails fast in the decoder
+
+    return sorted(indices, key=size, reverse=True)
