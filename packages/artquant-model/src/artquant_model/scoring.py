@@ -3,8 +3,9 @@
 The prompt ends at the answer position ("... The quality of the painting is"); the language-model
 head runs only there and, unless the full-vocabulary probabilities are asked for (`open_set`),
 only its K level-word rows: the K logits are turned into a score by `levels.level_scores` in
-float64. Every image of a batch gets the same prompt, so
-no padding is needed and each row equals its batch-of-one result.
+float64. Every image of a batch gets the same prompt, so no padding is needed and each row equals
+its batch-of-one result; the prompt's text before the image can be computed once for all images
+(`PromptPrefixCache`).
 
 Example:
     >>> from artquant_model.testing import tiny_model, tiny_tokenizer
@@ -104,7 +105,7 @@ class PromptPrefixCache:
 
     def clear(self) -> None:
         """Drop the held keys and values."""
-        self.__init__()  # type: ignore[misc]
+        self._ids, self._weights, self._keys, self._values = (), (), [], []
 
     def layers(
         self, model: MPLUGOwl2ForCausalLM, prefix_ids: torch.Tensor
@@ -282,26 +283,25 @@ def score_pixel_values(
         "use_cache": False,
     }
     causal = _plain_causal_lm(model)
-    hidden = None
+    last: torch.Tensor | None = None  # full-vocabulary logits at the answer position
     with torch.inference_mode():
-        if causal is not None and prefix_cache is not None and attention_mask is None:
-            hidden = _score_with_prefix(causal, ids, pixels, prefix_cache)
-        if causal is not None and hidden is None and not open_set:
-            hidden = causal.model(**inputs).last_hidden_state[:, -1, :]
-        if causal is not None and hidden is not None:
-            if open_set:
-                last = causal.lm_head(hidden).float().cpu()
-                level_logits = last.index_select(-1, level_index)
-            else:
-                # Only K rows of the LM head are read: skip the other vocab_size - K (on a CPU
-                # the full row costs a pass over the whole head matrix, 65 MB at width 512).
-                rows = causal.lm_head.weight.index_select(0, level_index.to(device))
-                level_logits = torch.nn.functional.linear(hidden, rows).float().cpu()
-                last = None
-        else:
-            output = model(**inputs, logits_to_keep=1)
-            last = output.logits[:, -1, :].float().cpu()
-            level_logits = last.index_select(-1, level_index)
+        hidden = None  # the answer position's final hidden states, when the head is ours to run
+        if causal is not None:
+            if prefix_cache is not None and attention_mask is None:
+                hidden = _score_with_prefix(causal, ids, pixels, prefix_cache)
+            if hidden is None and not open_set:
+                hidden = causal.model(**inputs).last_hidden_state[:, -1, :]
+        if hidden is None:
+            last = model(**inputs, logits_to_keep=1).logits[:, -1, :].float().cpu()
+        elif open_set and causal is not None:
+            last = causal.lm_head(hidden).float().cpu()
+        elif causal is not None:
+            # Only K rows of the LM head are read: skip the other vocab_size - K (on a CPU the
+            # full row costs a pass over the whole head matrix, 65 MB at width 512).
+            rows = causal.lm_head.weight.index_select(0, level_index.to(device))
+            level_logits = torch.nn.functional.linear(hidden, rows).float().cpu()
+    if last is not None:
+        level_logits = last.index_select(-1, level_index)
     closed = level_scores(level_logits, values)
     return LevelScores(
         score=closed.score,
