@@ -176,7 +176,7 @@ def decoded_batches(
         num_workers=workers,
         collate_fn=DecodedBatch.collate,
         pin_memory=pin_memory,
-        prefetch_factor=prefetch_batches if workers > 0 else None,
+        prefetch_factor=prefetch_batches,
         persistent_workers=False,
     )
     yield from loader
