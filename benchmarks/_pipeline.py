@@ -461,7 +461,9 @@ class CliPipeline:
             "vision_batch_size": steps,
             "workers": self.workers,
             "decode_threads": self.threads if self.workers == 0 else None,
-            "prefix_cache": prefix_cache,
+            # a torch.compile wrapper is not an MPLUGOwl2ForCausalLM: scoring then takes the
+            # plain forward (whole LM head row, no prefix cache)
+            "prefix_cache": prefix_cache and inner is model,
             "malloc_tuned": tuned,
         }
 
