@@ -286,6 +286,10 @@ def test_resume_into_a_file_of_another_model_is_refused(
         (["score", "nowhere/", "--out", "x.csv"], "does not exist"),
         (["score", ".", "--out", "x.parquet"], "must end in one of"),
         (["score", "EMPTY", "--out", "x.csv"], "no image files found"),
+        (
+            ["score", ".", "--out", "x.csv", "--workers", "2", "--decode-threads", "4"],
+            "--decode-threads 4 applies only with --workers 0",
+        ),
     ],
 )
 def test_usage_errors_exit_2(
@@ -550,3 +554,20 @@ def test_score_on_a_cpu_tunes_malloc_unless_told_not_to(
             "--no-progress", *flag, str(oasis[0])]  # fmt: skip
     assert cli.main(argv) == cli.EXIT_OK
     assert calls == expected
+
+
+def test_decode_threads_with_default_workers_warn_and_still_score(
+    tmp_path: Path,
+    tiny_checkpoint: Path,
+    oasis: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # as on a GPU, where the default is worker processes
+    monkeypatch.setattr(cli, "_default_workers", lambda scorer: 1)
+    out = tmp_path / "s.csv"
+    argv = [*_score_args(tiny_checkpoint, out, "--decode-threads", "2"), *map(str, oasis[:2])]
+    with caplog.at_level("WARNING", logger="artquant_sdk.cli"):
+        assert cli.main(argv) == cli.EXIT_OK
+    assert "--decode-threads is ignored" in caplog.text
+    assert len(_rows(out)) == 2

@@ -313,6 +313,11 @@ def _cmd_score(args: argparse.Namespace) -> int:
         raise _UsageError(str(error)) from error
     if args.resume and args.overwrite:
         raise _UsageError("--resume and --overwrite exclude each other")
+    if args.decode_threads is not None and args.workers:
+        raise _UsageError(
+            f"--decode-threads {args.decode_threads} applies only with --workers 0 (each of the "
+            f"--workers {args.workers} processes decodes one file at a time)"
+        )
     if not files:
         raise _UsageError(
             f"no image files found in {args.paths}"
@@ -369,11 +374,19 @@ def _cmd_score(args: argparse.Namespace) -> int:
             raise _UsageError(str(error)) from error
         show = not args.no_progress and dist.is_main
         with writer, tqdm(total=len(todo), unit="img", desc="scoring", disable=not show) as bar:
+            workers = args.workers if args.workers is not None else _default_workers(scorer)
+            if workers and args.decode_threads is not None:
+                logger.warning(
+                    "--decode-threads is ignored: on %s the default is %d decoding processes "
+                    "(pass --workers 0 to decode in threads)",
+                    scorer.device,
+                    workers,
+                )
             for batch in decoded_batches(
                 todo,
                 scorer.processor.image_processor,
                 batch_size=args.batch_size,
-                workers=args.workers if args.workers is not None else _default_workers(scorer),
+                workers=workers,
                 threads=(
                     args.decode_threads
                     if args.decode_threads is not None
