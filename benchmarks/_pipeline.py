@@ -434,7 +434,7 @@ class CliPipeline:
         from artquant_model.testing import tiny_tokenizer
         from artquant_sdk import ArtQuant
         from artquant_sdk._api import speed_options
-        from artquant_sdk.cli import _default_decode_threads, _default_workers
+        from artquant_sdk.cli import _default_workers
 
         attention, steps = speed_options(torch.device(device), visual_attn, vision_batch_size)
         inner = getattr(model, "_orig_mod", model)  # a torch.compile wrapper holds the model
@@ -454,7 +454,7 @@ class CliPipeline:
 
             tuned = keep_freed_memory()
         self.workers = _default_workers(self.scorer) if workers is None else workers
-        self.threads = _default_decode_threads(self.scorer) if threads is None else threads
+        self.threads = self.scorer.default_decode_threads() if threads is None else threads
         #: The settings in force, for the benchmark's output.
         self.settings = {
             "visual_attn": attention,
@@ -467,20 +467,22 @@ class CliPipeline:
             "malloc_tuned": tuned,
         }
 
-    def input_only(self, paths: Sequence[Path], batch_size: int) -> int:
-        """Decode and preprocess every file through the SDK's workers, no model."""
+    def _batches(self, paths: Sequence[Path], batch_size: int) -> Iterator[Any]:
+        """The SDK's decoded batches of ``paths``, decoded as ``artquant score`` would."""
         from artquant_sdk._decode import decoded_batches
 
-        files = [str(p) for p in paths]
-        batches = decoded_batches(
-            files,
+        return decoded_batches(
+            [str(p) for p in paths],
             self.scorer.preprocess,
             batch_size=batch_size,
             workers=self.workers,
             threads=self.threads,
             pin_memory=torch.device(self.device).type == "cuda",
         )
-        return sum(len(batch) for batch in batches)
+
+    def input_only(self, paths: Sequence[Path], batch_size: int) -> int:
+        """Decode and preprocess every file through the SDK's decoding, no model."""
+        return sum(len(batch) for batch in self._batches(paths, batch_size))
 
     def model_only(self, pixels: torch.Tensor) -> torch.Tensor:
         """Score pixels through ``ArtQuant.score_pixel_values``."""
@@ -490,21 +492,11 @@ class CliPipeline:
         self, paths: Sequence[Path], batch_size: int, deadline: float | None
     ) -> tuple[int, torch.Tensor]:
         """The ``artquant score`` loop over the files, without the output file."""
-        from artquant_sdk._decode import decoded_batches
         from artquant_sdk.cli import _score_rows
 
-        files = [str(p) for p in paths]
         scores = torch.full((len(paths),), float("nan"), dtype=torch.float64)
         done = 0
-        batches = decoded_batches(
-            files,
-            self.scorer.preprocess,
-            batch_size=batch_size,
-            workers=self.workers,
-            threads=self.threads,
-            pin_memory=torch.device(self.device).type == "cuda",
-        )
-        for batch in batches:
+        for batch in self._batches(paths, batch_size):
             for decoded, row in zip(batch, _score_rows(self.scorer, batch), strict=True):
                 if row.get("error"):
                     raise RuntimeError(f"{row['image']}: {row['error']}")

@@ -119,7 +119,7 @@ class PromptPrefixCache:
         ids = tuple(int(i) for i in prefix_ids.tolist())
         weights = _weights_key(model)
         if weights is None or ids != self._ids or weights != self._weights:
-            device = next(model.parameters()).device
+            device, _ = _placement(model)
             cache = DynamicCache()
             with torch.inference_mode():
                 model.model(

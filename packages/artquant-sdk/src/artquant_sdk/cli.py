@@ -85,11 +85,6 @@ def _default_workers(scorer: Any) -> int:
     return max(0, min(cap, (os.cpu_count() or 1) - 1))
 
 
-def _default_decode_threads(scorer: Any) -> int:
-    """Threads decoding a batch when there are no worker processes: the scorer's choice."""
-    return int(scorer.default_decode_threads())
-
-
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
@@ -390,7 +385,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
                 threads=(
                     args.decode_threads
                     if args.decode_threads is not None
-                    else _default_decode_threads(scorer)
+                    else scorer.default_decode_threads()
                 ),
                 max_pixels=args.max_pixels,
                 pin_memory=scorer.device.type == "cuda",
