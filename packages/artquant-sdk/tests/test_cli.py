@@ -571,3 +571,32 @@ def test_decode_threads_with_default_workers_warn_and_still_score(
         assert cli.main(argv) == cli.EXIT_OK
     assert "--decode-threads is ignored" in caplog.text
     assert len(_rows(out)) == 2
+
+
+def test_serve_without_artquant_serve_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # None in sys.modules makes `import artquant_serve.cli` fail as if it were not installed.
+    monkeypatch.setitem(sys.modules, "artquant_serve", None)
+    monkeypatch.setitem(sys.modules, "artquant_serve.cli", None)
+    assert cli.main(["serve", "--port", "8000"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "pip install artquant-serve" in err
+    assert "artquant serve: error:" in err
+
+
+def test_serve_dispatches_to_artquant_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    seen: dict[str, Any] = {}
+
+    def fake_main(argv: list[str], *, prog: str) -> int:
+        seen.update(argv=argv, prog=prog)
+        return 0
+
+    module = types.ModuleType("artquant_serve.cli")
+    module.main = fake_main  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "artquant_serve", types.ModuleType("artquant_serve"))
+    monkeypatch.setitem(sys.modules, "artquant_serve.cli", module)
+    assert cli.main(["serve", "--port", "8123", "--no-describe"]) == 0
+    assert seen == {"argv": ["--port", "8123", "--no-describe"], "prog": "artquant serve"}

@@ -178,9 +178,11 @@ def test_bad_image_fails_alone(
     results = client.score([good, truncated, _png(400, 400), good])
     _assert_same(results[0], expected[0])
     _assert_same(results[3], expected[0])
-    assert results[1].error is not None and results[1].error.code == "unreadable_image"
+    assert results[1].error is not None
+    assert results[1].error.code == "unreadable_image"
     assert results[1].score is None
-    assert results[2].error is not None and results[2].error.code == "too_many_pixels"
+    assert results[2].error is not None
+    assert results[2].error.code == "too_many_pixels"
     assert str(MAX_PIXELS) in results[2].error.message
 
 

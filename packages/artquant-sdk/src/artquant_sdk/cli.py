@@ -8,6 +8,7 @@ Subcommands::
     artquant describe IMAGE [--model ...] [--prompt TEXT] [--max-new-tokens N]
     artquant models [--json]
     artquant download NAME [--revision R]
+    artquant serve [...]      (the HTTP service; needs the artquant-serve package)
 
 Exit codes: 0 every input file has a row (scored or with an ``error``); 1 the run failed
 (a merge could not complete, an unexpected error); 2 usage error (bad arguments, missing
@@ -200,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the ModelZoo")
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    sub.add_parser(
+        "serve",
+        help="serve a model over HTTP with a gallery page (needs artquant-serve; "
+        "`artquant serve --help` for its options)",
+        add_help=False,
+    )
 
     download = sub.add_parser("download", help="download a ModelZoo model (and its base)")
     download.add_argument("name", help="ModelZoo name or hub id")
@@ -511,6 +519,24 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 _STDOUT_COMMANDS = ("models", "describe")
 
+SERVE_INSTALL_HINT = (
+    "artquant serve: error: the HTTP service lives in the artquant-serve package, which is not "
+    "installed; install it with `pip install artquant-serve` (or `uv sync` in the ArtQuant "
+    "workspace, which installs every package)"
+)
+
+
+def _serve(argv: Sequence[str]) -> int:
+    """``artquant serve``: hand the arguments to artquant_serve, or say how to install it."""
+    try:
+        from artquant_serve.cli import main as serve_main
+    except ImportError as error:
+        if error.name is not None and error.name.split(".")[0] != "artquant_serve":
+            raise  # artquant_serve is there but one of its own imports failed: show that
+        print(SERVE_INSTALL_HINT, file=sys.stderr)
+        return EXIT_USAGE
+    return int(serve_main(list(argv), prog="artquant serve"))
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``artquant`` command.
@@ -521,8 +547,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit code (see the module docstring).
     """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["serve"]:
+        # artquant-serve owns its options; this package only knows where to find it.
+        return _serve(arguments[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

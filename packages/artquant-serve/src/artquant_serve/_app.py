@@ -189,16 +189,19 @@ class _Gate:
         except _BadForm as error:
             await error_response(400, str(error))(scope, receive, send)
             return
-        if isinstance(job, ScoreRequest) and job.attributes is not None:
-            if not any(v.get("attributes") for v in self._models()):
-                await error_response(
-                    422,
-                    f"attributes {job.attributes} were asked for, but this server's "
-                    "artquant-sdk scores no attributes yet (ArtQuant.score has no "
-                    "'attributes' parameter); leave 'attributes' out",
-                    code="attributes_unsupported",
-                )(scope, receive, send)
-                return
+        if (
+            isinstance(job, ScoreRequest)
+            and job.attributes is not None
+            and not any(v.get("attributes") for v in self._models())
+        ):
+            await error_response(
+                422,
+                f"attributes {job.attributes} were asked for, but this server's artquant-sdk "
+                "scores no attributes yet (ArtQuant.score has no 'attributes' parameter); "
+                "leave 'attributes' out",
+                code="attributes_unsupported",
+            )(scope, receive, send)
+            return
         forward = body if media == "application/json" else job.model_dump_json().encode()
         await self._forward(scope, send, forward)
 

@@ -50,7 +50,7 @@ def serve(config: ServeConfig) -> None:
         ServerStartError: A model worker failed to load (its log says why) or the port is taken.
 
     Example:
-        >>> serve(ServeConfig(model="path/to/checkpoint", tokenizer="path/to/tok"))  # doctest: +SKIP
+        >>> serve(ServeConfig(model="ckpt/", tokenizer="tok/"))  # doctest: +SKIP
     """
     from artquant_serve._app import build_server
 

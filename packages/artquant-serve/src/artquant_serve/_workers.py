@@ -115,7 +115,7 @@ class ScoreAPI(ls.LitAPI):
     def setup(self, device: str) -> None:
         """Load the model on ``device`` and announce it in the registry."""
         _configure_logging(self.config)
-        accelerator, devices = self.config.accelerator()
+        _, devices = self.config.accelerator()
         count = len(devices) if isinstance(devices, list) else devices
         _share_cores(self.config, device, count * self.config.workers_per_device)
         started = time.monotonic()
