@@ -231,7 +231,9 @@ def plain_server(port: int, ckpt: str, tokenizer: str) -> None:
         blobs = [f.file.read() for f in files]
         with model_lock:
             results = scorer.score(blobs, batch_size=max(1, len(blobs)), progress=False)
-        return {"results": [{"image": f.filename, "score": r.score} for f, r in zip(files, results)]}
+        return {
+            "results": [{"image": f.filename, "score": r.score} for f, r in zip(files, results)]
+        }
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
@@ -345,8 +347,15 @@ def run(args: argparse.Namespace) -> Recorder:
     rows = [r for r in recorder.records if r["kind"] in ("direct", "server", "plain")]
     print(
         recorder.table(
-            ["kind", "images", "images_per_s", "p50_ms", "p99_ms", "mean_requests_per_batch",
-             "load_average"],
+            [
+                "kind",
+                "images",
+                "images_per_s",
+                "p50_ms",
+                "p99_ms",
+                "mean_requests_per_batch",
+                "load_average",
+            ],
             rows,
         ),  # fmt: skip
         file=sys.stderr,
@@ -361,6 +370,7 @@ def run(args: argparse.Namespace) -> Recorder:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.plain_server:
         port, ckpt, tokenizer = args.plain_server
         plain_server(int(port), ckpt, tokenizer)

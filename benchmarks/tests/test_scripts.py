@@ -228,3 +228,32 @@ def test_plot_summarises_medians_and_writes_a_png(tmp_path: Path) -> None:
     empty.write_text(json.dumps({"script": "other"}) + "\n")
     with pytest.raises(ValueError, match="holds no score_throughput records"):
         plot.read_runs([empty])
+
+
+@pytest.mark.slow
+def test_serve_throughput_tiny(shared_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("artquant_serve")
+    import serve_throughput
+
+    argv = ["--size", "tiny", "--num-images", "4", "--unique-images", "2", "--clients", "2",
+            "--batch-size", "2", "--no-plain",
+            "--tokenizer", str(shared_dir / "tokenizers" / "llama2")]  # fmt: skip
+    assert serve_throughput.main(argv) == 0
+    records = _json_lines(capsys.readouterr().out)
+    kinds = [r["kind"] for r in records]
+    assert kinds == ["machine", "direct", "server", "direct", "summary"]
+    server = records[2]
+    assert server["images"] == 4
+    assert server["p99_ms"] >= server["p50_ms"] > 0
+    # the same files through the server and through ArtQuant.score: the same scores
+    assert server["max_score_diff_vs_direct"] < 1e-5
+    assert records[3]["max_score_diff_vs_direct"] < 1e-5
+    assert records[4]["server_over_direct"] > 0
+
+
+def test_serve_throughput_rejects_bad_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    import serve_throughput
+
+    with pytest.raises(SystemExit):
+        serve_throughput.parse_args(["--clients", "0"])
+    assert "--clients must be at least 1" in capsys.readouterr().err
