@@ -231,9 +231,8 @@ def plain_server(port: int, ckpt: str, tokenizer: str) -> None:
         blobs = [f.file.read() for f in files]
         with model_lock:
             results = scorer.score(blobs, batch_size=max(1, len(blobs)), progress=False)
-        return {
-            "results": [{"image": f.filename, "score": r.score} for f, r in zip(files, results)]
-        }
+        pairs = zip(files, results, strict=True)
+        return {"results": [{"image": f.filename, "score": r.score} for f, r in pairs]}
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
@@ -288,9 +287,9 @@ def _serve_run(
 def run(args: argparse.Namespace) -> Recorder:
     """Every measurement of one run; returns the recorder."""
     import torch
+    from load_memory import write_random_checkpoint
 
     from artquant_sdk import ArtQuant
-    from load_memory import write_random_checkpoint
 
     if not (args.tokenizer / "tokenizer.model").is_file():
         raise SystemExit(f"no tokenizer.model in {args.tokenizer}; pass --tokenizer DIR")
@@ -345,21 +344,9 @@ def run(args: argparse.Namespace) -> Recorder:
         )
     recorder.emit(**summary)
     rows = [r for r in recorder.records if r["kind"] in ("direct", "server", "plain")]
-    print(
-        recorder.table(
-            [
-                "kind",
-                "images",
-                "images_per_s",
-                "p50_ms",
-                "p99_ms",
-                "mean_requests_per_batch",
-                "load_average",
-            ],
-            rows,
-        ),  # fmt: skip
-        file=sys.stderr,
-    )
+    columns = ["kind", "images", "images_per_s", "p50_ms", "p99_ms", "mean_requests_per_batch",
+               "load_average"]  # fmt: skip
+    print(recorder.table(columns, rows), file=sys.stderr)
     print(
         f"server / direct = {summary['server_over_direct']:.3f} (acceptance: at least 0.85)",
         file=sys.stderr,
