@@ -213,8 +213,10 @@ def plain_server(port: int, ckpt: str, tokenizer: str) -> None:
     FastAPI runs the synchronous endpoint in its thread pool; a lock keeps one forward pass at
     a time (the model is not thread-safe, and two at once only fight over the cores).
     """
+    from typing import Annotated
+
     import uvicorn
-    from fastapi import FastAPI, UploadFile
+    from fastapi import FastAPI, File, UploadFile
 
     from artquant_sdk import ArtQuant
 
@@ -227,7 +229,7 @@ def plain_server(port: int, ckpt: str, tokenizer: str) -> None:
         return {"status": "ready"}
 
     @app.post("/v1/score")
-    def score(files: list[UploadFile]) -> dict[str, Any]:
+    def score(files: Annotated[list[UploadFile], File()]) -> dict[str, Any]:
         blobs = [f.file.read() for f in files]
         with model_lock:
             results = scorer.score(blobs, batch_size=max(1, len(blobs)), progress=False)

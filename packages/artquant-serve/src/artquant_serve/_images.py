@@ -26,6 +26,7 @@ __all__ = [
     "ACCEPTED_FORMATS",
     "DEFAULT_MAX_PIXELS",
     "check_header",
+    "decodes",
     "score_isolated",
     "sniff_format",
 ]
@@ -99,7 +100,7 @@ def check_header(data: bytes, max_pixels: int) -> ImageError | None:
     return None
 
 
-def _decodes(data: bytes) -> ImageError | None:
+def decodes(data: bytes) -> ImageError | None:
     """Decode the whole image (what the header check cannot see: truncated or corrupt data)."""
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -136,26 +137,28 @@ def score_isolated(
         'unreadable_image'
     """
     out: list[Any] = [check_header(data, max_pixels) for data in images]
+
+    def together(todo: list[int]) -> bool:
+        """Score ``todo`` in one call; False (and nothing written) if that call fails."""
+        try:
+            results = list(score([images[i] for i in todo]))
+        except Exception as error:
+            logger.info("a batch of %d failed (%s)", len(todo), error)
+            return False
+        for i, result in zip(todo, results, strict=True):
+            out[i] = result
+        return True
+
     todo = [i for i, verdict in enumerate(out) if verdict is None]
-    if not todo:
+    if not todo or together(todo):
         return out
-    try:
-        for i, result in zip(todo, score([images[i] for i in todo]), strict=True):
-            out[i] = result
-        return out
-    except Exception as error:
-        logger.info("a batch of %d failed (%s); finding the image(s) at fault", len(todo), error)
+    # Find the image(s) at fault: decode each alone, then retry the rest together.
     for i in todo:
-        out[i] = _decodes(images[i])
+        out[i] = decodes(images[i])
     todo = [i for i in todo if out[i] is None]
-    if not todo:
+    if not todo or together(todo):
         return out
-    try:
-        for i, result in zip(todo, score([images[i] for i in todo]), strict=True):
-            out[i] = result
-        return out
-    except Exception:
-        logger.warning("the decodable images still failed together; scoring them one by one")
+    logger.warning("the decodable images still failed together; scoring them one by one")
     for i in todo:
         try:
             (out[i],) = score([images[i]])

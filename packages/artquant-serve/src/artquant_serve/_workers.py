@@ -241,13 +241,16 @@ class DescribeAPI(ls.LitAPI):
 
     def predict(self, request: DescribeRequest) -> DescribeResponse:
         """Describe the one image (greedy decoding)."""
-        from artquant_serve._images import check_header
+        from fastapi import HTTPException
+
+        from artquant_serve._images import check_header, decodes
 
         name = request.image.name or "#0"
-        problem = check_header(request.image.data, self.config.max_pixels)
+        # One request per call here (max_batch_size 1), so raising fails only this request.
+        problem = check_header(request.image.data, self.config.max_pixels) or decodes(
+            request.image.data
+        )
         if problem is not None:
-            from fastapi import HTTPException
-
             raise HTTPException(422, detail=f"{name}: {problem.message}")
         text = self.scorer.describe(request.image.data, max_new_tokens=request.max_new_tokens)
         return DescribeResponse(image=name, description=text)
