@@ -280,6 +280,10 @@ def test_describe_equals_sdk(
         client.describe(pictures[0], max_new_tokens=65)
     assert err.value.status == 422
     assert "64" in err.value.message
+    with pytest.raises(ServeError) as err:
+        client.describe(pictures[1].read_bytes()[:2000])
+    assert err.value.status == 422
+    assert "cannot decode" in err.value.message
 
 
 def test_reward_adapter_with_float_tensor(

@@ -202,7 +202,10 @@ class _Gate:
                 code="attributes_unsupported",
             )(scope, receive, send)
             return
-        forward = body if media == "application/json" else job.model_dump_json().encode()
+        if media == "application/json":
+            forward = body
+        else:
+            forward = (await asyncio.to_thread(job.model_dump_json)).encode()
         await self._forward(scope, send, forward)
 
     def _models(self) -> list[dict[str, Any]]:
@@ -236,9 +239,11 @@ class _Gate:
             "max_images": self.config.max_images_per_request,
             "max_new_tokens": self.config.max_new_tokens,
         }
+        # Decoding megabytes of base64 would hold up every other connection: off the loop.
         if media == "application/json":
-            return model.model_validate_json(body, context=context)
-        return model.model_validate(await self._form(scope, body, model), context=context)
+            return await asyncio.to_thread(model.model_validate_json, body, context=context)
+        form = await self._form(scope, body, model)
+        return await asyncio.to_thread(model.model_validate, form, context=context)
 
     async def _form(self, scope: Scope, body: bytes, model: type[BaseModel]) -> dict[str, Any]:
         """A multipart form as the JSON request it stands for."""
@@ -344,7 +349,8 @@ def _static_dir() -> str:
 
 
 def _install_routes(app: FastAPI, config: ServeConfig, registry: Mapping[str, Any]) -> None:
-    expected_models = config.workers_per_device * _device_count(config)
+    devices = _device_count(config)
+    wanted = devices * (config.workers_per_device + (1 if config.describe else 0))
 
     def models() -> list[dict[str, Any]]:
         return [v for k, v in dict(registry).items() if k.startswith("model:")]
@@ -368,7 +374,6 @@ def _install_routes(app: FastAPI, config: ServeConfig, registry: Mapping[str, An
         """Every model worker has loaded its model (readiness)."""
         loaded = len(models())
         described = sum(1 for k in dict(registry) if k.startswith("describe:"))
-        wanted = expected_models * (2 if config.describe else 1)
         if loaded + described < wanted:
             return error_response(
                 503, f"{loaded + described} of {wanted} model workers are ready", code="not_ready"
@@ -447,8 +452,11 @@ def build_server(config: ServeConfig, registry: MutableMapping[str, Any]) -> ls.
     """
     accelerator, devices = config.accelerator()
     apis: list[ls.LitAPI] = [ScoreAPI(config, registry)]
+    # scoring gets --workers-per-device workers per device; describing one
+    workers = {"/v1/score": config.workers_per_device}
     if config.describe:
         apis.append(DescribeAPI(config, registry))
+        workers["/v1/describe"] = 1
     middlewares: list[Any] = [(_Gate, {"config": config, "registry": registry})]
     if config.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
@@ -467,7 +475,7 @@ def build_server(config: ServeConfig, registry: MutableMapping[str, Any]) -> ls.
         apis,
         accelerator=accelerator,
         devices=devices,
-        workers_per_device=config.workers_per_device,
+        workers_per_device=workers,
         timeout=config.request_timeout_s,
         middlewares=middlewares,
     )
