@@ -61,8 +61,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-plain", action="store_true", help="skip the plain FastAPI server")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log", type=Path, help="also append the JSON lines to this file")
-    parser.add_argument("--plain-server", nargs=3, metavar=("PORT", "CKPT", "TOKENIZER"),
-                        help=argparse.SUPPRESS)  # fmt: skip
     args = parser.parse_args(argv)
     for name in ("num_images", "unique_images", "batch_size", "clients"):
         if getattr(args, name) < 1:
@@ -108,6 +106,23 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _tree_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of a server's processes: the model workers (LitServe spawns
+    them: ``spawn_main`` in their command line) apart from the rest (HTTP, queues)."""
+    import psutil
+
+    totals = {"model": 0.0, "http": 0.0}
+    root = psutil.Process(pid)
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            kind = "model" if "spawn_main" in " ".join(process.cmdline()) else "http"
+        except psutil.Error:
+            continue
+        totals[kind] += times.user + times.system
+    return totals
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -175,12 +190,14 @@ def drive(url: str, paths: list[Path], clients: int) -> dict[str, Any]:
 
 def _direct(scorer: Any, paths: list[Path], batch_size: int) -> dict[str, Any]:
     started = time.perf_counter()
+    cpu = time.process_time()
     results = scorer.score(paths, batch_size=batch_size, progress=False)
     seconds = time.perf_counter() - started
     return {
         "images": len(paths),
         "seconds": seconds,
         "images_per_s": len(paths) / seconds,
+        "cpu_s_per_image": (time.process_time() - cpu) / len(paths),
         "scores": {i: r.score for i, r in enumerate(results)},
     }
 
@@ -201,42 +218,9 @@ def _start_serve(args: argparse.Namespace, ckpt: Path, port: int) -> subprocess.
 
 
 def _start_plain(args: argparse.Namespace, ckpt: Path, port: int) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable, __file__, "--plain-server", str(port), str(ckpt), str(args.tokenizer),
-    ]  # fmt: skip
+    server = Path(__file__).with_name("_plain_server.py")
+    command = [sys.executable, str(server), str(port), str(ckpt), str(args.tokenizer)]
     return subprocess.Popen(command, start_new_session=True)
-
-
-def plain_server(port: int, ckpt: str, tokenizer: str) -> None:
-    """The alternative: FastAPI + uvicorn, one model, each request scored alone (no batching).
-
-    FastAPI runs the synchronous endpoint in its thread pool; a lock keeps one forward pass at
-    a time (the model is not thread-safe, and two at once only fight over the cores).
-    """
-    from typing import Annotated
-
-    import uvicorn
-    from fastapi import FastAPI, File, UploadFile
-
-    from artquant_sdk import ArtQuant
-
-    scorer = ArtQuant.from_pretrained(ckpt, tokenizer=tokenizer, device="cpu")
-    app = FastAPI()
-    model_lock = threading.Lock()
-
-    @app.get("/readyz")
-    def readyz() -> dict[str, str]:
-        return {"status": "ready"}
-
-    @app.post("/v1/score")
-    def score(files: Annotated[list[UploadFile], File()]) -> dict[str, Any]:
-        blobs = [f.file.read() for f in files]
-        with model_lock:
-            results = scorer.score(blobs, batch_size=max(1, len(blobs)), progress=False)
-        pairs = zip(files, results, strict=True)
-        return {"results": [{"image": f.filename, "score": r.score} for f, r in pairs]}
-
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 def _serve_run(
@@ -260,7 +244,18 @@ def _serve_run(
         drive(url, paths[: min(len(paths), args.clients)], args.clients)
         stats_before = httpx.get(f"{url}/v1/stats").json() if name == "server" else None
         load = _load_average()
+        cpu_before, clients_cpu = _tree_cpu(process.pid), time.process_time()
         run = drive(url, paths, args.clients)
+        cpu_after, clients_cpu = _tree_cpu(process.pid), time.process_time() - clients_cpu
+        # plain: one process holds the model and the HTTP side; it counts as "model"
+        if name == "plain":
+            cpu_after = {"model": cpu_after["model"] + cpu_after["http"], "http": 0.0}
+            cpu_before = {"model": cpu_before["model"] + cpu_before["http"], "http": 0.0}
+        cpu = {
+            f"cpu_s_per_image_{k}": (cpu_after[k] - cpu_before[k]) / run["images"]
+            for k in ("model", "http")
+        }
+        cpu["cpu_s_per_image_clients"] = clients_cpu / run["images"]
         batching: dict[str, Any] = {}
         if stats_before is not None:
             after = httpx.get(f"{url}/v1/stats").json()
@@ -281,6 +276,7 @@ def _serve_run(
         mean_ms=run["mean_ms"],
         max_score_diff_vs_direct=_max_diff(run["scores"], reference),
         load_average=load,
+        **cpu,
         **batching,
     )
     return record
@@ -360,10 +356,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if args.plain_server:
-        port, ckpt, tokenizer = args.plain_server
-        plain_server(int(port), ckpt, tokenizer)
-        return 0
     run(args)
     return 0
 
