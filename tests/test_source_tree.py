@@ -27,7 +27,7 @@ print(module.__version__)
 """
 
 
-@pytest.mark.parametrize("package", ["data", "eval", "model", "sdk", "train"])
+@pytest.mark.parametrize("package", ["data", "eval", "model", "sdk", "serve", "train"])
 def test_version_without_installed_metadata_is_a_placeholder(package: str) -> None:
     src = ROOT / "packages" / f"artquant-{package}" / "src"
     done = subprocess.run(

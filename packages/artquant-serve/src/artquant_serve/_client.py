@@ -200,14 +200,20 @@ class ArtQuantClient:
         """
         return self.score_response(images, attributes=attributes).results
 
-    def describe(self, image: Any, *, max_new_tokens: int = 512) -> str:
-        """The hierarchical description of one image (greedy decoding on the server)."""
+    def describe(self, image: Any, *, max_new_tokens: int | None = None) -> str:
+        """The hierarchical description of one image (greedy decoding on the server).
+
+        Args:
+            image: One image (see :func:`encode_image`).
+            max_new_tokens: Most tokens to generate; None for the server's limit.
+        """
         name, data = encode_image(image, 0)
+        form = {} if max_new_tokens is None else {"max_new_tokens": str(max_new_tokens)}
         response = self._call(
             "POST",
             "/v1/describe",
             files=[("image", (name, data, "application/octet-stream"))],
-            data={"max_new_tokens": str(max_new_tokens)},
+            data=form,
         )
         return str(response.json()["description"])
 

@@ -118,13 +118,15 @@ class DescribeRequest(BaseModel):
     model_config = _FROZEN
 
     image: ImageIn
-    max_new_tokens: int = Field(default=512, ge=1, description="most tokens to generate")
+    max_new_tokens: int | None = Field(
+        default=None, ge=1, description="most tokens to generate (default: the server's limit)"
+    )
 
     @field_validator("max_new_tokens")
     @classmethod
-    def _within_limit(cls, value: int, info: ValidationInfo) -> int:
+    def _within_limit(cls, value: int | None, info: ValidationInfo) -> int | None:
         limit = _context_limit(info, "max_new_tokens")
-        if limit is not None and value > limit:
+        if value is not None and limit is not None and value > limit:
             raise PydanticCustomError(
                 "too_many_tokens",
                 "max_new_tokens {value} is more than the server allows ({limit})",

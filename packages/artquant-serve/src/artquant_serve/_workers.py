@@ -252,7 +252,8 @@ class DescribeAPI(ls.LitAPI):
         )
         if problem is not None:
             raise HTTPException(422, detail=f"{name}: {problem.message}")
-        text = self.scorer.describe(request.image.data, max_new_tokens=request.max_new_tokens)
+        tokens = request.max_new_tokens or self.config.max_new_tokens
+        text = self.scorer.describe(request.image.data, max_new_tokens=tokens)
         return DescribeResponse(image=name, description=text)
 
     def encode_response(self, output: DescribeResponse) -> DescribeResponse:
