@@ -315,26 +315,45 @@ def test_still_answers_after_errors(
 def test_sigterm_drains_requests_in_flight(
     server: Any, pictures: list[Path], expected: list[Any]
 ) -> None:
-    """Last in the module: it stops the server."""
-    images = [pictures[0].read_bytes()] * 16  # about 2 MB, several forward passes
+    """Last in the module: it stops the server.
+
+    The request's body is sent in two parts with a pause between them, and SIGTERM goes out in
+    that pause: the request is in flight when the server is told to stop, by construction.
+    """
+    data = base64.b64encode(pictures[0].read_bytes()).decode()
+    body = json.dumps({"images": [{"name": f"p{i}", "data": data} for i in range(4)]}).encode()
+    first_part_sent = threading.Event()
     outcome: dict[str, Any] = {}
 
+    def parts() -> Iterator[bytes]:
+        yield body[:1000]
+        first_part_sent.set()
+        time.sleep(2.0)
+        yield body[1000:]
+
     def request() -> None:
-        with ArtQuantClient(server.url, api_key=KEY, timeout=300) as c:
-            outcome["results"] = c.score(images)
-            outcome["at"] = time.monotonic()
+        outcome["response"] = httpx.post(
+            f"{server.url}/v1/score",
+            content=parts(),
+            headers={**AUTH, "Content-Type": "application/json"},
+            timeout=300,
+        )
+        outcome["at"] = time.monotonic()
 
     thread = threading.Thread(target=request)
     thread.start()
-    time.sleep(0.5)  # the upload is on its way or queued
+    assert first_part_sent.wait(timeout=60)
+    time.sleep(0.3)  # the request's head reaches the server
     signalled = time.monotonic()
     code = server.stop(timeout=120)
     thread.join(timeout=120)
     assert code == 0, server.log_text()[-3000:]
-    assert "results" in outcome, "the request in flight got no answer"
-    assert outcome["at"] > signalled, "the request finished before SIGTERM; nothing was drained"
-    assert len(outcome["results"]) == 16
-    for result in outcome["results"]:
+    assert outcome["at"] > signalled
+    response = outcome["response"]
+    assert response.status_code == 200, response.text
+    results = [ImageScore.model_validate(r) for r in response.json()["results"]]
+    assert len(results) == 4
+    for result in results:
         _assert_same(result, expected[0])
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.url}/healthz", timeout=5)
