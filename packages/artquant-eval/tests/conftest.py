@@ -22,3 +22,12 @@ def apddv2_test_csv() -> Path:
     if not path.is_file():
         pytest.skip(f"../shared not found: {path} is absent (set ARTQUANT_SHARED to point at it)")
     return path
+
+
+@pytest.fixture(scope="session")
+def apddv2_labels_csv() -> Path:
+    """APDDv2's main label file (GB18030; total, ten attributes with empty cells)."""
+    path = shared_dir() / "data" / "apddv2" / "APDDv2-10023.csv"
+    if not path.is_file():
+        pytest.skip(f"../shared not found: {path} is absent (set ARTQUANT_SHARED to point at it)")
+    return path

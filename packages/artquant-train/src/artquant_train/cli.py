@@ -47,6 +47,7 @@ _NAMED = {
     "lr": "optim.lr",
     "lora_r": "lora.r",
     "seed": "run.seed",
+    "best_on": "validation.best_on",
 }
 
 
@@ -87,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--lora-r", type=int, help="LoRA rank")
     parser.add_argument("--seed", type=int, help="run seed")
+    parser.add_argument(
+        "--best-on",
+        choices=("total", "attribute_mean"),
+        help="pick best/ on the total score's validation metric or on its mean over the "
+        "attributes (validation.best_on)",
+    )
     parser.add_argument(
         "--resume",
         action="store_true",
