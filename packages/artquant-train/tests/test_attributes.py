@@ -31,6 +31,7 @@ from artquant_train.attributes import (
     LEVEL_SPEC_FILE,
     attribute_metrics,
     attribute_prompt,
+    check_attribute_ids,
     read_attribute_items,
 )
 from artquant_train.cli import resolve_config
@@ -75,6 +76,14 @@ def test_validation_reads_the_position_training_teaches(template: TemplateConfig
     custom = attribute_prompt("Color", template, "Q: <|image|> {question} A: {stem}")
     question = "How would you rate the color of this painting?"
     assert custom == f"Q: <|image|> {question} A: The color of the painting is"
+
+
+def test_attribute_names_sharing_an_id_are_refused() -> None:
+    check_attribute_ids(["Color", "Mood", "Brushwork"])
+    with pytest.raises(ValueError, match="'Color' and 'color!' share the id 'color'"):
+        check_attribute_ids(["Color", "color!"])
+    with pytest.raises(ValueError, match="share the id 'attribute_mean'"):
+        check_attribute_ids(["Attribute mean"])
 
 
 def test_attribute_prompt_setting_is_checked() -> None:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from artquant_train.config import LevelsConfig, TemplateConfig
+from artquant_train.config import LevelsConfig, TemplateConfig, TrainConfig
 from artquant_train.conversation import render_rounds
 from artquant_train.errors import EmptyDatasetError
 from artquant_train.validation import ValItem, metrics_of, read_validation_objects
@@ -217,6 +217,39 @@ def ordered_attributes(names: Iterable[str]) -> list[str]:
     return sorted(unique, key=lambda n: (rank.get(n, len(rank)), n))
 
 
+def questions_and_level_spec(
+    config: TrainConfig,
+    trained: Iterable[str],
+    validated: Iterable[str],
+    total_prompt: str,
+) -> tuple[dict[str, AttributeQuestion], dict[str, Any]]:
+    """The question of every attribute a run trains or validates, and its level spec.
+
+    Args:
+        config: the run configuration (``data.template``, ``validation.attribute_prompt``,
+            ``levels``).
+        trained: attribute names of the training samples trained on their level word.
+        validated: attribute names of the validation file.
+        total_prompt: the total score's prompt.
+
+    Returns:
+        ``({name: AttributeQuestion}, level spec document)``; the level spec lists the trained
+        attributes only, in the table's order.
+
+    Raises:
+        ValueError: two attribute names share an id.
+    """
+    trained_names = ordered_attributes(trained)
+    every = ordered_attributes([*trained_names, *validated])
+    check_attribute_ids(every)
+    template, override = config.data.template, config.validation.attribute_prompt
+    questions = {name: attribute_question(name, template, override) for name in every}
+    document = level_spec_document(
+        config.levels, total_prompt, [questions[name] for name in trained_names]
+    )
+    return questions, document
+
+
 def check_attribute_ids(names: Sequence[str]) -> None:
     """Refuse two attribute names that share an id, or an id that clashes with the mean's key.
 
@@ -247,6 +280,7 @@ __all__ = [
     "check_attribute_ids",
     "level_spec_document",
     "ordered_attributes",
+    "questions_and_level_spec",
     "read_attribute_items",
     "write_level_spec",
 ]

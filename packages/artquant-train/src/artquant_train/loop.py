@@ -32,10 +32,8 @@ from artquant_train.attributes import (
     ATTRIBUTE_MEAN,
     AttributeQuestion,
     attribute_metrics,
-    attribute_question,
-    check_attribute_ids,
-    level_spec_document,
     ordered_attributes,
+    questions_and_level_spec,
     read_attribute_items,
 )
 from artquant_train.checkpointing import (
@@ -418,16 +416,12 @@ class _Run:
                 self.val_items = self.val_items[:cap]
                 self.val_attributes = {k: v[:cap] for k, v in self.val_attributes.items()}
             _check_validation_sets(config, self.val_items, self.val_attributes)
-        trained = ordered_attributes(item.attribute for item in self.items if item.attribute)
-        check_attribute_ids(ordered_attributes([*trained, *self.val_attributes]))
-        self.questions = {
-            name: attribute_question(name, config.data.template, config.validation.attribute_prompt)
-            for name in ordered_attributes([*trained, *self.val_attributes])
-        }
-        self.level_spec = level_spec_document(
-            config.levels,
+        trained = [item.attribute for item in self.items if item.attribute]
+        self.questions, self.level_spec = questions_and_level_spec(
+            config,
+            trained,
+            self.val_attributes,
             config.validation.prompt or default_validation_prompt(config.levels.prefix),
-            [self.questions[name] for name in trained],
         )
 
         global_batch = config.run.batch_size * self.world
