@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -48,31 +49,47 @@ def test_eval_and_data_list_the_same_attributes() -> None:
         assert ae.attribute_id(name) == aq.attribute_id(name)
 
 
+SHARED = Path(
+    os.environ.get("ARTQUANT_SHARED", Path(__file__).resolve().parents[3] / ".." / "shared")
+)
+
+
+def _tokenizer(name: str):
+    if name == "tiny":
+        return tiny_tokenizer()
+    path = SHARED / "tokenizers" / "llama2" / "tokenizer.model"
+    if not path.is_file():
+        pytest.skip(f"../shared not found: {path} (set ARTQUANT_SHARED)")
+    return load_tokenizer(path)
+
+
+@pytest.mark.parametrize("tokenizer_name", ["tiny", "llama2"])
 @pytest.mark.parametrize(
     "template",
     [TemplateConfig(), TemplateConfig(name="mplug_owl2", system="", image_first=False)],
     ids=["vicuna_v1", "mplug_owl2"],
 )
-def test_validation_reads_the_position_training_teaches(template: TemplateConfig) -> None:
-    """The attribute's scoring prompt is exactly the training ids up to its level word."""
-    tokenizer = tiny_tokenizer()
-    record = aq.ArtRecord(
-        image="a.png", score=5, attributes={"Color": 8.0}, attribute_scale=(0, 10)
-    )
-    (sample,) = aq.build_attribute_samples([record], prompts=[aq.ATTRIBUTE_PROMPTS[1]])
-    prefix = aq.find_attribute("Color").stem
-    prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+def test_validation_reads_the_position_training_teaches(
+    template: TemplateConfig, tokenizer_name: str
+) -> None:
+    """Each attribute's scoring prompt is exactly the training ids up to its level word."""
+    tokenizer = _tokenizer(tokenizer_name)
     base = {"model.base": "b", "data.train": [{"path": "x"}]}
     _, level_ids = level_token_ids(tokenizer, load_config(overrides=base, environ={}).levels)
-    encoded = encode_conversation(
-        sample.conversations, tokenizer, template, score_levels=(prefix_ids, level_ids)
-    )
-    prompt = attribute_prompt("Color", template)
-    assert prompt.endswith("<|image|>\nHow would you rate the color of this painting? "
-                           "ASSISTANT: The color of the painting is")  # fmt: skip
-    assert list(tokenizer_image_token(prompt, tokenizer)) == list(
-        encoded.input_ids[: encoded.level_index]
-    )
+    for spec in aq.APDDV2_ATTRIBUTE_SPECS:
+        record = aq.ArtRecord(
+            image="a.png", score=5, attributes={spec.name: 8.0}, attribute_scale=(0, 10)
+        )
+        (sample,) = aq.build_attribute_samples([record], prompts=[aq.ATTRIBUTE_PROMPTS[1]])
+        prefix_ids = tokenizer(spec.stem, add_special_tokens=False)["input_ids"]
+        encoded = encode_conversation(
+            sample.conversations, tokenizer, template, score_levels=(prefix_ids, level_ids)
+        )
+        prompt = attribute_prompt(spec.name, template)
+        assert prompt.endswith(f"<|image|>\n{spec.question} ASSISTANT: {spec.stem}")
+        assert list(tokenizer_image_token(prompt, tokenizer)) == list(
+            encoded.input_ids[: encoded.level_index]
+        ), spec.name
     custom = attribute_prompt("Color", template, "Q: <|image|> {question} A: {stem}")
     question = "How would you rate the color of this painting?"
     assert custom == f"Q: <|image|> {question} A: The color of the painting is"
