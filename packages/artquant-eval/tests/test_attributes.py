@@ -224,6 +224,11 @@ def test_cli_attributes_on_the_real_labels(apddv2_labels_csv: Path, tmp_path: Pa
                  "--target-encoding", "gb18030", "--attributes", "color,brushwork"])  # fmt: skip
     assert code == 2
     assert "unknown attribute 'brushwork'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["--pred", str(pred_file), "--target", str(apddv2_labels_csv),
+              "--attributes", "color", "--group-key", "x"])  # fmt: skip
+    assert exited.value.code == 2
+    assert "--group-key cannot be combined with --attributes" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib (the plot extra) is not installed")

@@ -163,6 +163,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.bootstrap is not None and args.bootstrap < 0:
         parser.error(f"--bootstrap must be >= 0; got {args.bootstrap}")
     if args.attributes is not None:
+        unused = [
+            flag
+            for flag, value in (
+                ("--group-key", args.group_key),
+                ("--threshold", args.threshold),
+                ("--target-key", args.target_key),
+            )
+            if value is not None
+        ]
+        if unused:
+            parser.error(f"{', '.join(unused)} cannot be combined with --attributes")
         return _attributes_main(args)
     args.bootstrap = args.bootstrap or 0
     args.match = args.match or "exact"
