@@ -6,7 +6,9 @@ property it names predicts one attribute without tracking the other.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -80,3 +82,49 @@ def attribute_records(labels: list[tuple[str, float, float]]) -> list[object]:
         )
         for name, color, light in labels
     ]
+
+
+def score_each_question(
+    release: Path, base: Path, items: dict[str, list[Any]], levels: Any
+) -> dict[str, np.ndarray]:
+    """Score a release folder with every question of its ``level_spec.json``.
+
+    Args:
+        release: ``final/`` or ``best/``.
+        base: the base model the release's adapter sits on.
+        items: attribute name -> the :class:`~artquant_train.validation.ValItem` to score.
+        levels: the run's ``config.levels``.
+
+    Returns:
+        attribute id -> predicted scores, through the trainer's own ``score_items``.
+    """
+    from artquant_model import (
+        MPLUGOwl2ImageProcessor,
+        load_image,
+        load_model,
+        load_tokenizer,
+        tokenizer_image_token,
+    )
+    from artquant_train import level_token_ids
+    from artquant_train.attributes import LEVEL_SPEC_FILE
+    from artquant_train.validation import score_items
+
+    spec = json.loads((release / LEVEL_SPEC_FILE).read_text(encoding="utf-8"))
+    model = load_model(release, base=base).eval()
+    tokenizer = load_tokenizer(release)
+    processor = MPLUGOwl2ImageProcessor.from_pretrained(release)
+    _, level_ids = level_token_ids(tokenizer, levels)
+    return {
+        question["id"]: score_items(
+            model,
+            items[question["name"]],
+            prompt_ids=tokenizer_image_token(question["prompt"], tokenizer),
+            level_ids=level_ids,
+            values=levels.values,
+            image_processor=processor,
+            load_image=load_image,
+            device=model.device,
+            batch_size=32,
+        )
+        for question in spec["questions"]
+    }

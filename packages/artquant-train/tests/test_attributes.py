@@ -13,6 +13,7 @@ from _attributes_synthetic import (
     grid_properties,
     make_attribute_images,
     random_properties,
+    score_each_question,
 )
 from _train_synthetic import tiny_run_config
 from scipy.stats import kendalltau, pearsonr, spearmanr
@@ -20,9 +21,6 @@ from scipy.stats import kendalltau, pearsonr, spearmanr
 import artquant_data as aq
 import artquant_eval as ae
 from artquant_model import (
-    MPLUGOwl2ImageProcessor,
-    load_image,
-    load_model,
     load_tokenizer,
     tokenizer_image_token,
 )
@@ -38,7 +36,7 @@ from artquant_train.attributes import (
 from artquant_train.cli import resolve_config
 from artquant_train.conversation import encode_conversation, level_token_ids
 from artquant_train.errors import EmptyDatasetError
-from artquant_train.validation import read_validation_items, score_items
+from artquant_train.validation import read_validation_items
 
 
 def test_eval_and_data_list_the_same_attributes() -> None:
@@ -233,26 +231,12 @@ def test_run_validates_each_attribute_and_keeps_best_on_their_mean(
         }
 
     # the release, scored outside the trainer with each question, gives the same SRCC
-    model = load_model(result.final_dir, base=tiny_base).eval()
-    tokenizer = load_tokenizer(result.final_dir)
-    _, level_ids = level_token_ids(tokenizer, config.levels)
     grouped = read_attribute_items(data["val"], data["images"])
-    spec = json.loads((out / "final" / LEVEL_SPEC_FILE).read_text())
-    for question in spec["questions"]:
-        items = grouped[question["name"]]
-        pred = score_items(
-            model,
-            items,
-            prompt_ids=tokenizer_image_token(question["prompt"], tokenizer),
-            level_ids=level_ids,
-            values=config.levels.values,
-            image_processor=MPLUGOwl2ImageProcessor.from_pretrained(result.final_dir),
-            load_image=load_image,
-            device=model.device,
-            batch_size=5,
-        )
-        srcc = spearmanr(pred, [i.score for i in items]).statistic
-        assert srcc == pytest.approx(last[f"{question['id']}/srcc"], abs=1e-6)
+    predictions = score_each_question(out / "final", tiny_base, grouped, config.levels)
+    for name, items in grouped.items():
+        ident = aq.attribute_id(name)
+        srcc = spearmanr(predictions[ident], [i.score for i in items]).statistic
+        assert srcc == pytest.approx(last[f"{ident}/srcc"], abs=1e-6)
 
     try:
         from artquant_train import plot_training

@@ -8,33 +8,27 @@ property (held-out SRCC >= 0.85) and not the other one (|SRCC| <= 0.3 with the o
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from _attributes_synthetic import (
+    COLOR,
+    LIGHT,
     attribute_records,
     grid_properties,
     make_attribute_images,
     random_properties,
+    score_each_question,
 )
 from _train_synthetic import tiny_run_config
 from scipy.stats import spearmanr
 
 import artquant_data as aq
-from artquant_model import (
-    MPLUGOwl2ImageProcessor,
-    load_image,
-    load_model,
-    load_tokenizer,
-    tokenizer_image_token,
-)
 from artquant_model.testing import save_tiny_checkpoint
-from artquant_train import level_token_ids, train
-from artquant_train.attributes import LEVEL_SPEC_FILE
-from artquant_train.validation import ValItem, score_items
+from artquant_train import train
+from artquant_train.validation import ValItem
 
 N_TRAIN = 200
 STEPS = 300
@@ -85,30 +79,17 @@ def test_tiny_model_learns_color_and_light_each_from_its_own_question(tmp_path: 
 
     # Score the held-out pictures with each trained question, as validation does, from final/.
     assert result.final_dir is not None
-    spec = json.loads((result.final_dir / LEVEL_SPEC_FILE).read_text(encoding="utf-8"))
-    model = load_model(result.final_dir, base=base).eval()
-    tokenizer = load_tokenizer(result.final_dir)
-    _, level_ids = level_token_ids(tokenizer, config.levels)
     items = [ValItem(name, images / name, 0.0) for name, _, _ in held_out]
     labels = {
         "color": np.array([color for _, color, _ in held_out]),
         "light_and_shadow": np.array([light for _, _, light in held_out]),
     }
     assert abs(spearmanr(labels["color"], labels["light_and_shadow"]).statistic) < 0.05
+    predictions = score_each_question(
+        result.final_dir, base, {COLOR: items, LIGHT: items}, config.levels
+    )
     own, cross = {}, {}
-    for question in spec["questions"]:
-        pred = score_items(
-            model,
-            items,
-            prompt_ids=tokenizer_image_token(question["prompt"], tokenizer),
-            level_ids=level_ids,
-            values=config.levels.values,
-            image_processor=MPLUGOwl2ImageProcessor.from_pretrained(result.final_dir),
-            load_image=load_image,
-            device=model.device,
-            batch_size=32,
-        )
-        ident = question["id"]
+    for ident, pred in predictions.items():
         other = "color" if ident == "light_and_shadow" else "light_and_shadow"
         own[ident] = spearmanr(pred, labels[ident]).statistic
         cross[ident] = spearmanr(pred, labels[other]).statistic
