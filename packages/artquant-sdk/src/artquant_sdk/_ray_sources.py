@@ -34,7 +34,7 @@ import os
 import posixpath
 import re
 import tarfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -48,7 +48,15 @@ from artquant_sdk._decode import describe_error
 from artquant_sdk._files import IMAGE_EXTENSIONS, expand_paths
 from artquant_sdk._ray_store import is_uri
 
-__all__ = ["ManifestColumns", "Unit", "expand_sources", "read_unit", "units_table"]
+__all__ = [
+    "ManifestColumns",
+    "Unit",
+    "apply_resume",
+    "expand_sources",
+    "order_keys",
+    "read_unit",
+    "units_table",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -400,3 +408,78 @@ def read_unit(unit: Mapping[str, Any], columns: ManifestColumns) -> Iterator[Rea
         yield from _read_tar(location, skip)
     else:
         yield from _read_rows(unit, columns, skip)
+
+
+def apply_resume(units: list[Unit], done: set[str]) -> list[Unit]:
+    """The units with work left: done files dropped, done rows and tar members skipped.
+
+    Args:
+        units: From :func:`expand_sources` (their ``skip`` lists are filled in place).
+        done: Ids that already have a row.
+
+    Returns:
+        The units still to read, in order.
+
+    Example:
+        >>> units = [Unit("file", "a.png", 0, "a.png"), Unit("tar", "s.tar", 1, "s.tar")]
+        >>> [(u.image_id, u.skip) for u in apply_resume(units, {"a.png", "s.tar#x.jpg"})]
+        [('s.tar', ['s.tar#x.jpg'])]
+    """
+    containers = {u.image_id: u for u in units if u.kind == "tar"}
+    for image_id in done:
+        # a tar member's id is "<shard>#<member>"; the shard name may itself hold a '#'
+        position = image_id.find("#")
+        while position != -1:
+            unit = containers.get(image_id[:position])
+            if unit is not None:
+                unit.skip.append(image_id)
+                break
+            position = image_id.find("#", position + 1)
+    todo = []
+    for unit in units:
+        if unit.kind == "file" and unit.image_id in done:
+            continue
+        if unit.kind == "rows":
+            unit.skip = [i for i in unit.ids if i in done]
+            if len(unit.skip) == len(unit.ids):
+                continue
+        todo.append(unit)
+    return todo
+
+
+def order_keys(units: Sequence[Unit]) -> Callable[[Sequence[str]], tuple[list[int], list[int]]]:
+    """``ids -> (units, items)``: where the rows of a previous output go in this run's order.
+
+    Known ids (files, manifest rows) take their unit and position; a tar member takes its
+    shard's unit and, inside it, its row's position in the previous output; an id no longer
+    among the inputs goes after everything, in its previous order.
+
+    Example:
+        >>> keys = order_keys([Unit("file", "a.png", 0, "a.png"), Unit("tar", "s.tar", 1, "s.tar")])
+        >>> keys(["gone.png", "s.tar#x.jpg", "a.png"])
+        ([2, 1, 0], [0, 1, 0])
+    """
+    known: dict[str, tuple[int, int]] = {}
+    containers: dict[str, int] = {}
+    for unit in units:
+        for item, image_id in enumerate(unit.expected_ids() or []):
+            known.setdefault(image_id, (unit.unit, item))
+        if unit.kind == "tar":
+            containers[unit.image_id] = unit.unit
+    last = len(units)
+
+    def keys(ids: Sequence[str]) -> tuple[list[int], list[int]]:
+        out_units, out_items = [], []
+        for position, image_id in enumerate(ids):
+            if image_id in known:
+                unit, item = known[image_id]
+            else:
+                shard = next(
+                    (containers[c] for c in containers if image_id.startswith(c + "#")), last
+                )
+                unit, item = shard, position
+            out_units.append(unit)
+            out_items.append(item)
+        return out_units, out_items
+
+    return keys

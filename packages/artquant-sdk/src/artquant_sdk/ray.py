@@ -44,7 +44,14 @@ except ImportError as _error:  # pragma: no cover - exercised in the isolated en
     ) from _error
 
 from artquant_sdk._decode import describe_error
-from artquant_sdk._ray_sources import ManifestColumns, Unit, expand_sources, read_unit, units_table
+from artquant_sdk._ray_sources import (
+    ManifestColumns,
+    apply_resume,
+    expand_sources,
+    order_keys,
+    read_unit,
+    units_table,
+)
 from artquant_sdk._ray_store import (
     Location,
     commit_part,
@@ -338,58 +345,6 @@ def _positive_int(name: str, value: object) -> int:
     return value
 
 
-def _apply_resume(units: list[Unit], done: set[str]) -> list[Unit]:
-    """The units with work left: done files dropped, done rows and tar members skipped."""
-    containers = {u.image_id: u for u in units if u.kind == "tar"}
-    for image_id in done:
-        # a tar member's id is "<shard>#<member>"; the shard name may itself hold a '#'
-        position = image_id.find("#")
-        while position != -1:
-            unit = containers.get(image_id[:position])
-            if unit is not None:
-                unit.skip.append(image_id)
-                break
-            position = image_id.find("#", position + 1)
-    todo = []
-    for unit in units:
-        if unit.kind == "file" and unit.image_id in done:
-            continue
-        if unit.kind == "rows":
-            unit.skip = [i for i in unit.ids if i in done]
-            if len(unit.skip) == len(unit.ids):
-                continue
-        todo.append(unit)
-    return todo
-
-
-def _order_keys(units: Sequence[Unit]) -> Any:
-    """``ids -> (units, items)`` for rows of a previous output, from this run's units."""
-    known: dict[str, tuple[int, int]] = {}
-    containers: dict[str, int] = {}
-    for unit in units:
-        for item, image_id in enumerate(unit.expected_ids() or []):
-            known.setdefault(image_id, (unit.unit, item))
-        if unit.kind == "tar":
-            containers[unit.image_id] = unit.unit
-    last = len(units)
-
-    def keys(ids: Sequence[str]) -> tuple[list[int], list[int]]:
-        out_units, out_items = [], []
-        for position, image_id in enumerate(ids):
-            if image_id in known:
-                unit, item = known[image_id]
-            else:
-                shard = next(
-                    (containers[c] for c in containers if image_id.startswith(c + "#")), last
-                )
-                unit, item = shard, position
-            out_units.append(unit)
-            out_items.append(item)
-        return out_units, out_items
-
-    return keys
-
-
 def score_dataset(
     sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str],
@@ -529,8 +484,8 @@ def score_dataset(
         except OutputFormatError as error:
             raise ValueError(str(error)) from error
     expected = [i for u in units for i in (u.expected_ids() or [])]
-    order_of_previous = _order_keys(units)
-    todo = _apply_resume(units, done)
+    order_of_previous = order_keys(units)
+    todo = apply_resume(units, done)
     already_done = sum(1 for i in expected if i in done)
     known_todo = sum(len(u.expected_ids() or []) - len(u.skip) for u in todo)
     logger.info(
