@@ -295,3 +295,13 @@ def test_bad_engine_values_exit_2(
         cli.main(["score", ".", "--out", "x.parquet", "--engine", "ray", option, value])
     assert info.value.code == cli.EXIT_USAGE
     assert option in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["artquant_sdk._ray_sources", "artquant_sdk._ray_store"])
+def test_docstring_examples(name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no docstring example"
+    assert result.failed == 0
