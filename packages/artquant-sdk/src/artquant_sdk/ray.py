@@ -175,6 +175,8 @@ class _Backbone:
 
     def load(self) -> None:
         """Load the scorer (once per actor)."""
+        import torch
+
         from artquant_sdk._api import ArtQuant
 
         spec = self.spec
@@ -201,7 +203,9 @@ class _Backbone:
             from artquant_sdk._malloc import keep_freed_memory
 
             keep_freed_memory()
-        logger.info("actor %d loaded %r", os.getpid(), self._scorer)
+        logger.info(
+            "actor %d loaded %r (%d threads)", os.getpid(), self._scorer, torch.get_num_threads()
+        )
 
     def score(self, payloads: np.ndarray) -> list[dict[str, object]]:
         """Score preprocessed pictures ``[N, S, S, 3]``; one ``artquant score`` row each (no id)."""
@@ -291,6 +295,13 @@ class _ScoreActor:
     """Actor: loads the scorer once, then scores batches and commits each as one part file."""
 
     def __init__(self, backbone: _Backbone, parts: Location) -> None:
+        import torch
+
+        # As many torch threads as CPUs reserved (Ray's OMP_NUM_THREADS may come too late: torch
+        # is imported while this actor's arguments are unpickled).
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+        if cpus:
+            torch.set_num_threads(max(1, int(cpus)))
         self.backbone = backbone
         self.backbone.load()
         self.parts = parts
