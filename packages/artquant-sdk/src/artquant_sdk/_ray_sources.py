@@ -37,7 +37,7 @@ import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -61,6 +61,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 UnitKind = Literal["file", "rows", "tar"]
+_T = TypeVar("_T")
 _MANIFESTS = (".parquet", ".pq", ".csv")
 _TARS = (".tar", ".tar.gz", ".tgz")
 _GLOB_CHARS = frozenset("*?[")
@@ -410,6 +411,21 @@ def read_unit(unit: Mapping[str, Any], columns: ManifestColumns) -> Iterator[Rea
         yield from _read_rows(unit, columns, skip)
 
 
+def _shard_of(image_id: str, shards: Mapping[str, _T]) -> _T | None:
+    """The shard (keyed by its id) a member id ``<shard>#<member>`` belongs to, if any.
+
+    The shard's own name may hold a ``#``, so each ``#`` is tried as the separator; a dict lookup
+    each, so resuming millions of ids stays linear.
+    """
+    position = image_id.find("#")
+    while position != -1:
+        shard = shards.get(image_id[:position])
+        if shard is not None:
+            return shard
+        position = image_id.find("#", position + 1)
+    return None
+
+
 def apply_resume(units: list[Unit], done: set[str]) -> list[Unit]:
     """The units with work left: done files dropped, done rows and tar members skipped.
 
@@ -425,16 +441,11 @@ def apply_resume(units: list[Unit], done: set[str]) -> list[Unit]:
         >>> [(u.image_id, u.skip) for u in apply_resume(units, {"a.png", "s.tar#x.jpg"})]
         [('s.tar', ['s.tar#x.jpg'])]
     """
-    containers = {u.image_id: u for u in units if u.kind == "tar"}
+    shards = {u.image_id: u for u in units if u.kind == "tar"}
     for image_id in done:
-        # a tar member's id is "<shard>#<member>"; the shard name may itself hold a '#'
-        position = image_id.find("#")
-        while position != -1:
-            unit = containers.get(image_id[:position])
-            if unit is not None:
-                unit.skip.append(image_id)
-                break
-            position = image_id.find("#", position + 1)
+        shard = _shard_of(image_id, shards)
+        if shard is not None:
+            shard.skip.append(image_id)
     todo = []
     for unit in units:
         if unit.kind == "file" and unit.image_id in done:
@@ -460,12 +471,12 @@ def order_keys(units: Sequence[Unit]) -> Callable[[Sequence[str]], tuple[list[in
         ([2, 1, 0], [0, 1, 0])
     """
     known: dict[str, tuple[int, int]] = {}
-    containers: dict[str, int] = {}
+    shards: dict[str, int] = {}
     for unit in units:
         for item, image_id in enumerate(unit.expected_ids() or []):
             known.setdefault(image_id, (unit.unit, item))
         if unit.kind == "tar":
-            containers[unit.image_id] = unit.unit
+            shards[unit.image_id] = unit.unit
     last = len(units)
 
     def keys(ids: Sequence[str]) -> tuple[list[int], list[int]]:
@@ -474,10 +485,8 @@ def order_keys(units: Sequence[Unit]) -> Callable[[Sequence[str]], tuple[list[in
             if image_id in known:
                 unit, item = known[image_id]
             else:
-                shard = next(
-                    (containers[c] for c in containers if image_id.startswith(c + "#")), last
-                )
-                unit, item = shard, position
+                shard = _shard_of(image_id, shards)
+                unit, item = (last if shard is None else shard), position
             out_units.append(unit)
             out_items.append(item)
         return out_units, out_items
