@@ -27,6 +27,7 @@ import argparse
 import logging
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -56,27 +57,38 @@ def run_local(
     files: Path, checkpoint: Path, tokenizer: Path, out: Path, threads: int, batch_size: int
 ) -> dict[str, Any]:
     """``artquant score --engine local`` in a fresh process; wall time and its own rate."""
-    argv = [sys.executable, "-m", "artquant_sdk.cli", "score", str(files), "--out", str(out),
+    argv = [sys.executable, "-m", "artquant_sdk.cli", "-v", "score", str(files), "--out", str(out),
             "--model", str(checkpoint), "--tokenizer", str(tokenizer), "--device", "cpu",
             "--batch-size", str(batch_size), "--no-progress", "--overwrite"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    started = time.perf_counter()
+    started = time.time()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ended = time.time()
     if done.returncode != 0:
         raise RuntimeError(f"artquant score failed ({done.returncode}): {done.stderr}")
-    match = re.search(r"(\d+) scored, (\d+) with an error.*\(([\d.]+) images/s\)", done.stderr)
-    if match is None:
-        raise RuntimeError(f"no summary line in: {done.stderr}")
-    scored, errors, rate = int(match[1]), int(match[2]), float(match[3])
+    summary = re.search(r"(\d+) scored, (\d+) with an error", done.stderr)
+    # -v logs "<date> <time>,<ms> INFO artquant_sdk.cli: loaded ... in X s" once the model is in
+    loaded = re.search(r"^(\S+ \S+) INFO artquant_sdk\.cli: loaded ", done.stderr, re.MULTILINE)
+    if summary is None or loaded is None:
+        raise RuntimeError(f"no summary or load line in: {done.stderr}")
+    rows = int(summary[1]) + int(summary[2])
+    ready = time.mktime(time.strptime(loaded[1].split(",")[0], "%Y-%m-%d %H:%M:%S"))
+    ready += int(loaded[1].split(",")[1]) / 1000
     return {
         "engine": "local",
-        "rows": scored + errors,
-        "wall_s": wall,
-        "images_per_s": (scored + errors) / wall,
-        # the command's own figure: scoring only (decoding included), model load excluded
-        "scoring_images_per_s": rate,
-        "startup_s": wall - (scored + errors) / rate,
+        "rows": rows,
+        "wall_s": ended - started,
+        "images_per_s": rows / (ended - started),
+        # from the model loaded to the end: decoding and scoring, as the actor's figure
+        "startup_s": ready - started,
+        "scoring_images_per_s": rows / (ended - ready),
+        # the whole command (imports and model load included): an upper bound per image
+        "cpu_s_per_image_incl_startup": (
+            after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        )
+        / rows,
     }
 
 
@@ -114,6 +126,7 @@ def run_ray(
         serialisation = measure_serialisation(batch_size)
     finally:
         ray.shutdown()
+    # startup_seconds counts from score_dataset's start, after ray.init
     startup = init_s + (summary.startup_seconds or 0.0)
     return {
         "engine": "ray",
@@ -126,6 +139,7 @@ def run_ray(
         "after_startup_images_per_s": summary.rows / max(wall - startup, 1e-9),
         "actor_images_per_s": summary.actor_images_per_second,
         "actor_busy_s": summary.actor_busy_seconds,
+        "actor_cpu_s_per_image": summary.actor_cpu_seconds / max(summary.new_rows, 1),
         **serialisation,
     }
 

@@ -87,10 +87,11 @@ class ScoreDatasetSummary(BaseModel):
         already_done: Ids a resumed run found done and did not score again.
         new_rows: Rows this run produced (before removing duplicates of retried batches).
         seconds: Wall time of the run on the driver, Ray start-up and merge included.
-        startup_seconds: From the start until the first scored batch came back (Ray start-up,
-            actors loading the model, the first batch read and decoded); None if nothing was
-            scored.
+        startup_seconds: From the start until the first scored batch was committed (Ray
+            start-up, actors loading the model, the first batch read and decoded); None if
+            nothing was scored.
         actor_busy_seconds: Time the actors spent inside their scoring calls, summed over actors.
+        actor_cpu_seconds: CPU time of the actor processes inside those calls (all threads).
         actors: How many actors scored.
     """
 
@@ -105,6 +106,7 @@ class ScoreDatasetSummary(BaseModel):
     seconds: float
     startup_seconds: float | None
     actor_busy_seconds: float
+    actor_cpu_seconds: float
     actors: int
 
     @property
@@ -309,6 +311,7 @@ class _ScoreActor:
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         started = time.perf_counter()
+        cpu = time.process_time()
         ids = [str(i) for i in batch["image"]]
         errors = [str(e) or None for e in batch["error"]]
         rows: list[dict[str, object]] = [
@@ -336,6 +339,10 @@ class _ScoreActor:
             "errors": np.array([sum(1 for r in rows if r.get("error"))]),
             "actor": np.array([os.getpid()]),
             "busy_s": np.array([time.perf_counter() - started]),
+            "cpu_s": np.array([time.process_time() - cpu]),
+            # when this batch was committed (wall clock): the driver may see results later,
+            # when Ray hands it a bundle of them
+            "done_at": np.array([time.time()]),
         }
 
 
@@ -440,6 +447,7 @@ def score_dataset(
     from artquant_sdk._output import OutputFormatError
 
     started = time.monotonic()
+    started_at = time.time()
     batch_size = _positive_int("batch_size", batch_size)
     if actors is not None:
         actors = _positive_int("actors", actors)
@@ -509,8 +517,9 @@ def score_dataset(
     )
 
     new_rows = 0
-    first_batch: float | None = None
+    first_done = math.inf
     busy: dict[int, float] = {}
+    cpu_seconds = 0.0
     if todo:
         _connect(ray_address)
         gpus = gpus_per_actor if gpus_per_actor is not None else min(1.0, _cluster_gpus())
@@ -557,13 +566,17 @@ def score_dataset(
         with tqdm(total=known_todo or None, unit="img", desc="scoring", disable=not show) as bar:
             try:
                 for summary in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                    if first_batch is None:
-                        first_batch = time.monotonic() - started
-                    for rows, actor, seconds in zip(
-                        summary["rows"], summary["actor"], summary["busy_s"], strict=True
+                    first_done = min(first_done, float(summary["done_at"].min()))
+                    for rows, actor, seconds, cpu in zip(
+                        summary["rows"],
+                        summary["actor"],
+                        summary["busy_s"],
+                        summary["cpu_s"],
+                        strict=True,
                     ):
                         new_rows += int(rows)
                         busy[int(actor)] = busy.get(int(actor), 0.0) + float(seconds)
+                        cpu_seconds += float(cpu)
                         bar.update(int(rows))
             except Exception as error:
                 raise RuntimeError(
@@ -593,8 +606,9 @@ def score_dataset(
         already_done=already_done,
         new_rows=new_rows,
         seconds=time.monotonic() - started,
-        startup_seconds=first_batch,
+        startup_seconds=None if first_done == math.inf else first_done - started_at,
         actor_busy_seconds=sum(busy.values()),
+        actor_cpu_seconds=cpu_seconds,
         actors=len(busy),
     )
 
