@@ -106,6 +106,30 @@ def test_folders_files_globs_manifests_and_shards_expand_in_order(tmp_path: Path
     assert [Path(u.image_id).name for u in recursive] == ["a.png", "b.jpg", "c.png"]
 
 
+def test_uri_sources_are_listed_and_read_through_pyarrow(tmp_path: Path) -> None:
+    # file:// goes the way of s3:// or gs://: pyarrow lists the folder, reads the bytes
+    a, b = _png(tmp_path / "pics" / "a.png"), _png(tmp_path / "pics" / "b.png", (1, 2, 3))
+    _png(tmp_path / "pics" / ".hidden.png")
+    _tar(tmp_path / "s.tar", {"k.png": a.read_bytes()})
+    uri = f"file://{tmp_path}"
+    units = expand_sources([f"{uri}/pics", f"{uri}/*.tar"])
+    assert [(u.kind, u.image_id) for u in units] == [
+        ("file", f"{uri}/pics/a.png"),
+        ("file", f"{uri}/pics/b.png"),
+        ("tar", f"{uri}/s.tar"),
+    ]
+    rows = _rows(units)
+    assert [(r[0], r[2], r[3]) for r in rows] == [
+        (f"{uri}/pics/a.png", a.read_bytes(), None),
+        (f"{uri}/pics/b.png", b.read_bytes(), None),
+        (f"{uri}/s.tar#k.png", a.read_bytes(), None),
+    ]
+    gone = Unit("file", f"{uri}/pics/gone.png", 0, f"{uri}/pics/gone.png")
+    [(_, _, source, error)] = _rows([gone])
+    assert source is None
+    assert "gone.png" in str(error)
+
+
 def test_a_bytes_manifest_becomes_one_unit_per_row_group(tmp_path: Path) -> None:
     manifest = tmp_path / "m.parquet"
     table = pa.table({"bytes": [b"1", b"2", b"3"], "other": [1, 2, 3]})

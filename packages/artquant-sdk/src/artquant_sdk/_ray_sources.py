@@ -28,6 +28,7 @@ an error instead of an exception, so one bad input never stops a run.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import glob
 import logging
 import os
@@ -126,10 +127,21 @@ def _kind_of(name: str) -> Literal["manifest", "tar", "image"]:
     return "image"
 
 
-def _uri_of(fs: pafs.FileSystem, path: str, like: str) -> str:
-    """``path`` on ``fs`` as a URI with the scheme of ``like`` (``s3://bucket/key``)."""
-    scheme = like.split("://", 1)[0]
-    return f"{scheme}://{path}" if not isinstance(fs, pafs.LocalFileSystem) else path
+def _uri_of(path: str, source: str, source_path: str) -> str:
+    """``path``, found under the URI ``source`` (whose filesystem path is ``source_path``), as
+    a URI: the source's scheme, host and query around it.
+
+    Example:
+        >>> _uri_of("b/pics/x.jpg", "s3://b/pics?region=eu", "b/pics")
+        's3://b/pics/x.jpg?region=eu'
+        >>> _uri_of("/data/x.jpg", "hdfs://nn:8020/data", "/data")
+        'hdfs://nn:8020/data/x.jpg'
+    """
+    base, mark, query = source.partition("?")
+    base, root = base.rstrip("/"), source_path.rstrip("/")
+    if not base.endswith(root):  # pyarrow mapped the URI to a path it does not end with
+        raise ValueError(f"cannot rebuild a URI for {path!r} from {source!r}")
+    return f"{base[: len(base) - len(root)]}{path}{mark}{query}"
 
 
 def _list_uri_folder(fs: pafs.FileSystem, path: str, recursive: bool) -> list[str]:
@@ -171,14 +183,35 @@ def _resolve_path(value: str, manifest: str) -> str:
     return os.path.join(os.path.dirname(manifest), value)
 
 
-def _open_manifest(location: str) -> tuple[pafs.FileSystem, str]:
-    if is_uri(location):
+@functools.lru_cache(maxsize=256)
+def _folder_filesystem(folder: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.FileSystem.from_uri(folder)
+
+
+def resolve(location: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and path of a local path or URI.
+
+    Filesystems are cached per folder (with the URI's query, e.g. ``?endpoint_override=``):
+    building one for a bucket can cost a network round trip, which a run reading millions of
+    files from a few folders should pay a few times, not once per file.
+
+    Example:
+        >>> fs, path = resolve("file:///tmp/pics/a.png")
+        >>> type(fs).__name__, path
+        ('LocalFileSystem', '/tmp/pics/a.png')
+    """
+    if not is_uri(location):
+        return pafs.LocalFileSystem(), os.path.abspath(location)
+    base, mark, query = location.partition("?")
+    folder, _, name = base.rpartition("/")
+    if not name or folder.endswith(":/"):  # a bucket or root itself: nothing to share
         return pafs.FileSystem.from_uri(location)
-    return pafs.LocalFileSystem(), os.path.abspath(location)
+    fs, path = _folder_filesystem(folder + mark + query)
+    return fs, f"{path.rstrip('/')}/{name}"
 
 
 def _manifest_units(location: str, columns: ManifestColumns, first_unit: int) -> list[Unit]:
-    fs, path = _open_manifest(location)
+    fs, path = resolve(location)
     is_csv = location.lower().endswith(".csv")
     if is_csv:
         with fs.open_input_stream(path) as stream:
@@ -258,11 +291,12 @@ def expand_sources(
                 matches = _glob_uri(fs, path)
                 if not matches:
                     raise FileNotFoundError(f"{text!r} matches nothing")
-                named += [_uri_of(fs, m, text) for m in matches]
+                named += [_uri_of(m, text, path) for m in matches]
                 continue
             info = fs.get_file_info(path)
             if info.type == pafs.FileType.Directory:
-                named += [_uri_of(fs, p, text) for p in _list_uri_folder(fs, path, recursive)]
+                listed = _list_uri_folder(fs, path, recursive)
+                named += [_uri_of(p, text, path) for p in listed]
             elif info.type == pafs.FileType.File:
                 named.append(text)
             else:
@@ -318,7 +352,7 @@ Read = tuple[str, int, "str | bytes | None", "str | None"]
 
 
 def _read_bytes(location: str) -> bytes:
-    fs, path = pafs.FileSystem.from_uri(location)
+    fs, path = resolve(location)
     with fs.open_input_stream(path) as stream:
         return bytes(stream.read())
 
@@ -327,7 +361,7 @@ def _read_tar(location: str, skip: set[str]) -> Iterator[Read]:
     item = 0
     try:
         if is_uri(location):
-            fs, path = pafs.FileSystem.from_uri(location)
+            fs, path = resolve(location)
             handle = fs.open_input_stream(path)
         else:
             handle = open(location, "rb")  # noqa: SIM115 - closed in the finally below
@@ -363,7 +397,7 @@ def _read_rows(unit: Mapping[str, Any], columns: ManifestColumns, skip: set[str]
     location = str(unit["location"])
     ids = [str(i) for i in unit["ids"]]
     try:
-        fs, path = _open_manifest(location)
+        fs, path = resolve(location)
         table = pq.ParquetFile(path, filesystem=fs).read_row_group(
             int(unit["row_group"]),
             [columns.bytes],
