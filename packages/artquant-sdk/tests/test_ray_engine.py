@@ -237,3 +237,18 @@ def test_a_killed_driver_resumes_with_every_id_exactly_once(
     assert cli.main([*args, "--resume"]) == cli.EXIT_OK
     assert f"0 new row(s), {len(files)} already done" in capsys.readouterr().err
     assert pq.read_table(out).to_pylist() == pq.read_table(io.BytesIO(before)).to_pylist()
+
+
+def test_shards_and_row_groups_get_a_read_task_each() -> None:
+    from artquant_sdk._ray_sources import Unit
+    from artquant_sdk.ray import _blocks
+
+    def files(start: int, count: int) -> list[Unit]:
+        return [Unit("file", f"{i}.png", i, f"{i}.png") for i in range(start, start + count)]
+
+    units = [*files(0, 70), Unit("tar", "s.tar", 70, "s.tar"), *files(71, 60)]
+    units.append(Unit("rows", "m.parquet", 131, "m.parquet", 0, ["m#0"]))
+    blocks = _blocks(units)
+    assert [b.num_rows for b in blocks] == [64, 1, 64, 1, 2]
+    assert [b.column("kind")[0].as_py() for b in blocks] == ["file", "tar", "file", "rows", "file"]
+    assert sorted(u for b in blocks for u in b.column("unit").to_pylist()) == list(range(132))

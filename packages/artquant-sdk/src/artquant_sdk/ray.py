@@ -46,6 +46,7 @@ except ImportError as _error:  # pragma: no cover - exercised in the isolated en
 from artquant_sdk._decode import describe_error
 from artquant_sdk._ray_sources import (
     ManifestColumns,
+    Unit,
     apply_resume,
     expand_sources,
     order_keys,
@@ -68,7 +69,7 @@ __all__ = ["ScoreDatasetSummary", "ScorerLoadError", "score_dataset"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "artquant-apdd"
-_UNITS_PER_BLOCK = 64  # files per read task: enough to amortise a task, small enough to spread
+_UNITS_PER_BLOCK = 64  # files per read task: enough to amortise a task, few enough to spread
 _READ_TASK_MEMORY = 1024 * 2**20  # bytes a read task reserves
 
 
@@ -346,6 +347,24 @@ class _ScoreActor:
         }
 
 
+def _blocks(units: Sequence[Unit]) -> list[pa.Table]:
+    """The units as Ray blocks, one read task each: files in groups of ``_UNITS_PER_BLOCK``, a
+    shard or a manifest's row group alone (it holds many pictures already)."""
+    blocks: list[pa.Table] = []
+    files: list[Unit] = []
+    for unit in units:
+        if unit.kind == "file":
+            files.append(unit)
+            if len(files) == _UNITS_PER_BLOCK:
+                blocks.append(units_table(files))
+                files = []
+        else:
+            blocks.append(units_table([unit]))
+    if files:
+        blocks.append(units_table(files))
+    return blocks
+
+
 def _connect(address: str | None) -> None:
     if ray.is_initialized():
         if address is not None:
@@ -530,11 +549,7 @@ def score_dataset(
         context = ray.data.DataContext.get_current()
         show = progress if progress is not None else _stderr_is_terminal()
         context.enable_progress_bars = False  # ours counts pictures; Ray's count blocks
-        tables = [
-            units_table(todo[start : start + _UNITS_PER_BLOCK])
-            for start in range(0, len(todo), _UNITS_PER_BLOCK)
-        ]
-        dataset: ray.data.Dataset = ray.data.from_arrow(tables)
+        dataset: ray.data.Dataset = ray.data.from_arrow(_blocks(todo))
         dataset = dataset.map_batches(
             _read_and_decode,  # type: ignore[arg-type]
             batch_size=None,
