@@ -146,6 +146,65 @@ class LevelSpec(BaseModel):
         return ids
 
 
+def first_token_ids(
+    tokenizer: PreTrainedTokenizerBase, words: Sequence[str], stem: str
+) -> list[int]:
+    """The first token of each level word as the tokenizer writes it after ``stem``.
+
+    ``stem + " " + word`` is tokenized and compared with ``stem`` alone: the token that follows
+    the stem's tokens is the word's first token, with its leading space (" good"), which is the
+    token the model must predict at the read position. This is how chat-template backbones
+    (Qwen-VL) read levels; words of several tokens are allowed, only their first token counts.
+
+    Args:
+        tokenizer: The model's tokenizer.
+        words: The level words, best first.
+        stem: The answer stem, "The quality of the painting is".
+
+    Returns:
+        The K ids, in word order.
+
+    Raises:
+        ValueError: A word adds no token after the stem, the tokenizer merges the stem's end
+            with a word (so no token boundary falls at the stem's end), or two words share a
+            first token (the message names them).
+
+    Example:
+        >>> from artquant_model.testing import tiny_tokenizer
+        >>> len(first_token_ids(tiny_tokenizer(), ("good", "bad"), "The quality is"))
+        2
+    """
+
+    def encode(text: str) -> list[int]:
+        return [int(i) for i in tokenizer(text, add_special_tokens=False).input_ids]
+
+    base = encode(stem)
+    ids: list[int] = []
+    for word in words:
+        full = encode(f"{stem} {word}")
+        if full[: len(base)] != base:
+            raise ValueError(
+                f"the tokenizer joins the end of the stem {stem!r} with level word {word!r} "
+                f"({full} does not start with the stem's {base}); end the stem at a word boundary"
+            )
+        if len(full) == len(base) or full[len(base)] == tokenizer.unk_token_id:
+            raise ValueError(f"level word {word!r} gives no known token after the stem {stem!r}")
+        ids.append(full[len(base)])
+    shared: dict[int, list[str]] = {}
+    for word, token in zip(words, ids, strict=True):
+        shared.setdefault(token, []).append(word)
+    clashes = {tuple(group): token for token, group in shared.items() if len(group) > 1}
+    if clashes:
+        described = "; ".join(
+            f"{list(group)} all start with token {token} {tokenizer.convert_ids_to_tokens(token)!r}"
+            for group, token in clashes.items()
+        )
+        raise ValueError(
+            f"level words must start with distinct tokens after the stem {stem!r}: {described}"
+        )
+    return ids
+
+
 #: ArtQuant: excellent/good/fair/poor/bad -> 10/7.5/5/3.5/1 on a 1-10 scale, ArtQuant's prompt.
 ARTQUANT_LEVELS = LevelSpec(
     name="artquant",
@@ -303,6 +362,7 @@ __all__ = [
     "LevelScore",
     "LevelScores",
     "LevelSpec",
+    "first_token_ids",
     "level_scores",
     "open_set_level_probs",
 ]

@@ -78,7 +78,7 @@ def speed_options(
     Raises:
         ValueError: Either value is not allowed; the message lists what is.
     """
-    from artquant_model.configuration_mplug_owl2 import VISUAL_ATTN_IMPLEMENTATIONS
+    from artquant_model.backbones.mplug_owl2.configuration_mplug_owl2 import VISUAL_ATTN_IMPLEMENTATIONS
 
     attention = "sdpa" if visual_attn_implementation is None else visual_attn_implementation
     if attention not in VISUAL_ATTN_IMPLEMENTATIONS:
