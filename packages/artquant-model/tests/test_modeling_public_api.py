@@ -81,6 +81,7 @@ def test_testing_module_exports() -> None:
         "QWEN2_VOCAB_SIZE",
         "TINY_VLM_MODEL_TYPES",
         "TINY_VOCAB_SIZE",
+        "plain_vlm_scores",
         "reference_vlm_scores",
         "save_tiny_vlm",
         "tiny_preprocessor_config",

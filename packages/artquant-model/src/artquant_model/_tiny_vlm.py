@@ -233,6 +233,27 @@ def save_tiny_vlm(
 def reference_vlm_scores(
     folder: str | os.PathLike[str],
     images: list[Any],
+    **question: Any,
+) -> list[tuple[float, list[float]]]:
+    """:func:`plain_vlm_scores` of the model, tokenizer and image processor saved in ``folder``
+    (loaded with ``AutoModelForImageTextToText``, ``AutoTokenizer`` and
+    ``Qwen2VLImageProcessorPil``)."""
+    from transformers import AutoModelForImageTextToText, AutoTokenizer, Qwen2VLImageProcessorPil
+
+    return plain_vlm_scores(
+        AutoModelForImageTextToText.from_pretrained(os.fspath(folder), dtype=torch.float32),
+        AutoTokenizer.from_pretrained(os.fspath(folder)),
+        Qwen2VLImageProcessorPil.from_pretrained(os.fspath(folder)),
+        images,
+        **question,
+    )
+
+
+def plain_vlm_scores(
+    model: Any,
+    tokenizer: Any,
+    processor: Any,
+    images: list[Any],
     *,
     question: str,
     stem: str,
@@ -245,38 +266,35 @@ def reference_vlm_scores(
     ``tokenizer.apply_chat_template`` (user: picture, question; generation prompt; thinking
     off) + ``stem``; the picture's placeholder repeated once per merged patch (what
     ``AutoProcessor`` does); the published PIL image processor; ``model(**inputs).logits[0, -1,
-    level_ids]`` with ``level_ids`` the first token of ``" " + word``; softmax; dot the values.
+    level_ids]`` (full logits at every position) with ``level_ids`` the first token of
+    ``" " + word``; softmax; dot the values.
 
     Returns:
         Per picture ``(score, probs)``, in float64.
     """
-    from transformers import (
-        AutoModelForImageTextToText,
-        AutoTokenizer,
-        Qwen2VLImageProcessorPil,
-    )
-
-    tokenizer: Any = AutoTokenizer.from_pretrained(os.fspath(folder))
-    processor = Qwen2VLImageProcessorPil.from_pretrained(os.fspath(folder))
-    model: Any = AutoModelForImageTextToText.from_pretrained(os.fspath(folder), dtype=torch.float32)
-    messages = [
+    messages: Any = [
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
     ]
-    template = tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, tokenize=False, enable_thinking=False
+    template = str(
+        tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False, enable_thinking=False
+        )
     )
-    placeholder = tokenizer.convert_ids_to_tokens(model.config.image_token_id)
+    placeholder = str(tokenizer.convert_ids_to_tokens(model.config.image_token_id))
     level_ids = [tokenizer(" " + word, add_special_tokens=False).input_ids[0] for word in words]
     weights = torch.tensor(values, dtype=torch.float64)
+    device = next(model.parameters()).device
     results: list[tuple[float, list[float]]] = []
     for image in images:
         pixels = processor(images=[image], return_tensors="pt")
         count = int(pixels["image_grid_thw"].prod()) // processor.merge_size**2
         text = (template + stem).replace(placeholder, placeholder * count)
-        inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False)
-        token_types = (inputs["input_ids"] == model.config.image_token_id).int()
+        inputs = dict(tokenizer(text, return_tensors="pt", add_special_tokens=False))
+        inputs["mm_token_type_ids"] = (inputs["input_ids"] == model.config.image_token_id).int()
+        inputs.update(pixels)
+        inputs = {k: v.to(device) for k, v in inputs.items()}
         with torch.no_grad():
-            logits = model(**inputs, **pixels, mm_token_type_ids=token_types).logits[0, -1]
-        probs = torch.softmax(logits[level_ids].double(), dim=-1)
+            logits = model(**inputs).logits[0, -1]
+        probs = torch.softmax(logits[level_ids].double().cpu(), dim=-1)
         results.append((float(probs @ weights), probs.tolist()))
     return results

@@ -480,6 +480,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
         print(f"  format:   {card.format}" + (f" over {card.base}" if card.base else ""))
         print(f"  levels:   {card.levels}, scale {low:g}-{high:g}")
         print(f"  licence:  {card.licence}")
+        if not card.verified:
+            print("  verified: no (hub id, licence and size not checked against the hub)")
         if card.reported:
             for r in card.reported:
                 split = f" {r.split}" if r.split else ""

@@ -38,6 +38,30 @@ def mplug_owl2_prompt(question: Question) -> str:
     return f"USER: {question.prompt}\n{DEFAULT_IMAGE_TOKEN} ASSISTANT: {question.stem}"
 
 
+def spec_from_level_spec(levels: LevelSpec) -> ScorerSpec:
+    """A ``ScorerSpec`` scoring exactly as a ``LevelSpec`` does on mPLUG-Owl2.
+
+    The full prompt becomes the question's ``raw_prompt``; ``prompt`` and ``stem`` (used by
+    chat-template backbones only) are read from it: the text between ``USER:`` and the
+    picture, and the text after ``ASSISTANT:``.
+
+    Example:
+        >>> from artquant_model.levels import QALIGN_LEVELS
+        >>> spec_from_level_spec(QALIGN_LEVELS).question().stem
+        'The quality of the image is'
+    """
+    before, after = levels.prompt.split(DEFAULT_IMAGE_TOKEN)
+    stem = after.rsplit("ASSISTANT:", 1)[-1].strip() or "The answer is"
+    prompt = before.replace("USER:", "").strip() or "How would you rate this image?"
+    return ScorerSpec(
+        name=levels.name,
+        words=levels.words,
+        values=levels.values,
+        scale=levels.scale,
+        questions={TOTAL: Question(prompt=prompt, stem=stem, raw_prompt=levels.prompt)},
+    )
+
+
 class MPLUGOwl2Backbone(Backbone):
     """An ``MPLUGOwl2ForCausalLM`` (LoRA merged) with its processor and a scorer spec.
 
@@ -55,8 +79,11 @@ class MPLUGOwl2Backbone(Backbone):
         self.processor = processor
         from artquant_model.scoring import PromptPrefixCache
 
-        self._prefix_cache = PromptPrefixCache()
-        self._levels: dict[str, tuple[LevelSpec, torch.Tensor]] = {}
+        #: The prompt's text before the picture, computed once (see ``PromptPrefixCache``).
+        self.prefix_cache: PromptPrefixCache | None = PromptPrefixCache()
+        self._level_specs: dict[str, LevelSpec] = {}
+        self._prompt_ids: dict[str, torch.Tensor] = {}
+        self._level_ids: dict[str, list[int]] = {}
         for name in spec.questions:
             self.level_ids(name)  # checked at load
 
@@ -110,41 +137,47 @@ class MPLUGOwl2Backbone(Backbone):
 
     def level_spec(self, question: str = TOTAL) -> LevelSpec:
         """The ``LevelSpec`` (words, values, scale, full prompt) of a spec question."""
-        if question not in self._levels:
+        if question not in self._level_specs:
             spec = self.spec
-            levels = LevelSpec(
+            self._level_specs[question] = LevelSpec(
                 name=spec.name,
                 words=spec.words,
                 values=spec.values,
                 scale=spec.scale,
                 prompt=mplug_owl2_prompt(spec.question(question)),
             )
-            prompt_ids = torch.tensor(
-                tokenizer_image_token(levels.prompt, self.tokenizer), dtype=torch.long
+        return self._level_specs[question]
+
+    def prompt_ids(self, question: str = TOTAL) -> torch.Tensor:
+        """``[L]`` ids of the question's full prompt, -200 where the picture goes."""
+        if question not in self._prompt_ids:
+            prompt = self.level_spec(question).prompt
+            self._prompt_ids[question] = torch.tensor(
+                tokenizer_image_token(prompt, self.tokenizer), dtype=torch.long
             )
-            self._levels[question] = (levels, prompt_ids)
-        return self._levels[question][0]
+        return self._prompt_ids[question]
 
     def level_ids(self, question: str = TOTAL) -> list[int]:
         """Each level word's single token (see the class docstring)."""
-        return self.level_spec(question).token_ids(self.tokenizer)
+        if question not in self._level_ids:
+            self._level_ids[question] = self.level_spec(question).token_ids(self.tokenizer)
+        return self._level_ids[question]
 
     def score(self, pixels: Any, *, question: str = TOTAL) -> LevelScores:
         """Score ``[N, 3, S, S]`` pixels with one forward pass (prompt prefix cached)."""
         from artquant_model.scoring import score_pixel_values
 
         levels = self.level_spec(question)
-        prompt_ids = self._levels[question][1]
         count = int(pixels.shape[0])
         return score_pixel_values(
             self.model,
-            prompt_ids.unsqueeze(0).expand(count, -1).to(self.device),
+            self.prompt_ids(question).unsqueeze(0).expand(count, -1).to(self.device),
             # pinned pixels (from decode workers) copy asynchronously; then cast on the device
             pixels.to(self.device, non_blocking=True).to(self.dtype),
             torch.tensor(self.level_ids(question), device=self.device),
             torch.tensor(list(levels.values), dtype=torch.float64),
             open_set=False,
-            prefix_cache=self._prefix_cache,
+            prefix_cache=self.prefix_cache,
         )
 
     def generate(
@@ -172,4 +205,4 @@ class MPLUGOwl2Backbone(Backbone):
         return [int(t) for t in out[0, ids.shape[1] :].tolist()]
 
 
-__all__ = ["MPLUGOwl2Backbone", "mplug_owl2_prompt"]
+__all__ = ["MPLUGOwl2Backbone", "mplug_owl2_prompt", "spec_from_level_spec"]
