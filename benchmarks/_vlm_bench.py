@@ -3,7 +3,8 @@ one-image-per-forward transformers procedure, in the same run, on random-weight 
 
 The product's path is ``ArtQuant.score(files, batch_size=B)`` on an ``HFVisionLanguageBackbone``
 in fixed resolution (every picture padded to a square and resized to 448 px: 256 picture tokens
-plus the chat template's text, the real token counts of a Qwen-VL model at 448 px): files
+plus the chat template's text, the real token counts of a Qwen-VL model at 448 px; or, with
+``--resolution native``, each picture at its own aspect ratio with at most 448 x 448 pixels): files
 decoded and preprocessed a batch at a time, one left-padded forward per batch, only the five
 level rows of the LM head at the last position. The plain procedure
 (``artquant_model.testing.plain_vlm_scores``) renders the same prompt, preprocesses each
@@ -160,12 +161,23 @@ def run_vlm(args: Any, recorder: Any, paths: list[Path], device: torch.device, d
     params = sum(p.numel() for p in model.parameters())
     recorder.emit(kind="build", seconds=time.perf_counter() - start, params=params)
     side = args.image_size
-    spec = ARTQUANT_SPEC.model_copy(update={"resolution": Resolution(mode="fixed", size=side)})
+    resolution = (
+        Resolution(mode="fixed", size=side)
+        if args.resolution == "fixed"
+        else Resolution(mode="native", max_pixels=side * side)
+    )
+    spec = ARTQUANT_SPEC.model_copy(update={"resolution": resolution})
     images = VisionImageProcessor(_processor(side, model_type), spec.resolution)
     scorer = ArtQuant(HFVisionLanguageBackbone(model, tokenizer, images, spec))
     before, after = scorer.backbone.prompt_ids(spec.question().prompt, stem=spec.question().stem)
     tokens = len(before) + images([paths[0]]).token_counts(2)[0] + len(after)
-    recorder.emit(kind="settings", model_type=model_type, image_size=side, tokens=tokens)
+    recorder.emit(
+        kind="settings",
+        model_type=model_type,
+        image_size=side,
+        resolution=args.resolution,
+        tokens_first_picture=tokens,
+    )
 
     product: dict[int, list[float]] = {}
     for repeat in range(args.repeats):

@@ -95,6 +95,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="qwen: a Qwen2-vocabulary tokenizer folder with its chat template",
     )
     parser.add_argument("--image-size", type=int, default=448, help="qwen: fixed picture side")
+    parser.add_argument(
+        "--resolution",
+        choices=["fixed", "native"],
+        default="fixed",
+        help="qwen: fixed (pad to a square, resize to --image-size) or native (own aspect ratio, "
+        "at most --image-size squared pixels)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--dtype",

@@ -31,6 +31,45 @@ from artquant_model._prompts import (
 )
 
 
+def check_level_words(words: tuple[str, ...]) -> tuple[str, ...]:
+    """``words`` unchanged if each is non-empty without whitespace and all are distinct.
+
+    Raises:
+        ValueError: naming the bad or repeated words.
+    """
+    for word in words:
+        if not word or word != word.strip() or any(ch.isspace() for ch in word):
+            raise ValueError(
+                f"level word {word!r} must be non-empty without whitespace (the tokenizer "
+                "adds the leading word boundary itself)"
+            )
+    duplicates = sorted({word for word in words if words.count(word) > 1})
+    if duplicates:
+        raise ValueError(f"level words must be distinct; repeated: {duplicates}")
+    return words
+
+
+def check_levels_on_scale(
+    words: tuple[str, ...], values: tuple[float, ...], scale: tuple[float, float]
+) -> None:
+    """Check one value per word, a finite ``(min, max)`` scale and every value inside it.
+
+    Raises:
+        ValueError: naming the counts, the scale or the values outside it.
+    """
+    if len(words) != len(values):
+        raise ValueError(
+            f"{len(words)} level words {list(words)} but {len(values)} values "
+            f"{list(values)}; the counts must be equal"
+        )
+    low, high = scale
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"scale must be finite (min, max) with min < max, got {scale}")
+    outside = [value for value in values if not low <= value <= high]
+    if outside:
+        raise ValueError(f"level values {outside} lie outside scale {scale}")
+
+
 class LevelSpec(BaseModel):
     """Level words, their values, the score range and the scoring prompt.
 
@@ -63,16 +102,7 @@ class LevelSpec(BaseModel):
     @field_validator("words")
     @classmethod
     def _words_clean(cls, words: tuple[str, ...]) -> tuple[str, ...]:
-        for word in words:
-            if not word or word != word.strip() or any(ch.isspace() for ch in word):
-                raise ValueError(
-                    f"level word {word!r} must be non-empty without whitespace (the tokenizer "
-                    "adds the leading word boundary itself)"
-                )
-        duplicates = sorted({word for word in words if words.count(word) > 1})
-        if duplicates:
-            raise ValueError(f"level words must be distinct; repeated: {duplicates}")
-        return words
+        return check_level_words(words)
 
     @field_validator("values")
     @classmethod
@@ -94,17 +124,7 @@ class LevelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> LevelSpec:
-        if len(self.words) != len(self.values):
-            raise ValueError(
-                f"{len(self.words)} level words {list(self.words)} but {len(self.values)} values "
-                f"{list(self.values)}; the counts must be equal"
-            )
-        low, high = self.scale
-        if not (math.isfinite(low) and math.isfinite(high) and low < high):
-            raise ValueError(f"scale must be finite (min, max) with min < max, got {self.scale}")
-        outside = [value for value in self.values if not low <= value <= high]
-        if outside:
-            raise ValueError(f"level values {outside} lie outside scale {self.scale}")
+        check_levels_on_scale(self.words, self.values, self.scale)
         return self
 
     def token_ids(self, tokenizer: PreTrainedTokenizerBase) -> list[int]:

@@ -30,6 +30,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from artquant_model._prompts import DEFAULT_IMAGE_TOKEN, QALIGN_SCORE_PROMPT
+from artquant_model.levels import check_level_words, check_levels_on_scale
 
 #: The spec's file name inside a model folder.
 SPEC_FILENAME = "artquant_spec.json"
@@ -166,13 +167,15 @@ class ScorerSpec(BaseModel):
     @field_validator("words")
     @classmethod
     def _words_clean(cls, words: tuple[str, ...]) -> tuple[str, ...]:
-        for word in words:
-            if not word or any(ch.isspace() for ch in word):
-                raise ValueError(f"level word {word!r} must be non-empty without whitespace")
-        duplicates = sorted({word for word in words if words.count(word) > 1})
-        if duplicates:
-            raise ValueError(f"level words must be distinct; repeated: {duplicates}")
-        return words
+        return check_level_words(words)
+
+    @field_validator("values")
+    @classmethod
+    def _values_finite(cls, values: tuple[float, ...]) -> tuple[float, ...]:
+        bad = [value for value in values if not math.isfinite(value)]
+        if bad:
+            raise ValueError(f"level values must be finite, got {bad}")
+        return values
 
     @field_validator("questions")
     @classmethod
@@ -190,17 +193,7 @@ class ScorerSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ScorerSpec:
-        if len(self.words) != len(self.values):
-            raise ValueError(
-                f"{len(self.words)} level words {list(self.words)} but {len(self.values)} values "
-                f"{list(self.values)}; the counts must be equal"
-            )
-        low, high = self.scale
-        if not (math.isfinite(low) and math.isfinite(high) and low < high):
-            raise ValueError(f"scale must be finite (min, max) with min < max, got {self.scale}")
-        outside = [v for v in self.values if not (math.isfinite(v) and low <= v <= high)]
-        if outside:
-            raise ValueError(f"level values {outside} are not finite or lie outside {self.scale}")
+        check_levels_on_scale(self.words, self.values, self.scale)
         return self
 
     def question(self, name: str = TOTAL) -> Question:
