@@ -132,11 +132,8 @@ def _levels_spec(levels: object) -> ScorerSpec | None:
     if levels is None:
         return None
     if isinstance(levels, str):
-        return (
-            spec_from_level_spec(level_preset(levels))
-            if levels != "artquant"
-            else (artquant_model.ARTQUANT_SPEC)
-        )
+        level_preset(levels)  # an unknown name fails here, listing the presets
+        return artquant_model.SPEC_PRESETS[levels]
     if isinstance(levels, artquant_model.ScorerSpec):
         return levels
     if isinstance(levels, artquant_model.LevelSpec):
@@ -150,7 +147,6 @@ def _levels_spec(levels: object) -> ScorerSpec | None:
 def _card_spec(card: ModelCard) -> ScorerSpec:
     """The spec a ModelZoo entry names (its ``levels`` preset, checked against its fields)."""
     import artquant_model
-    from artquant_model.backbones.mplug_owl2.backbone import spec_from_level_spec
 
     if card.prompt is None:  # a chat-template base: the preset's question and stem
         preset = artquant_model.SPEC_PRESETS[card.levels]
@@ -160,10 +156,8 @@ def _card_spec(card: ModelCard) -> ScorerSpec:
                 f"{card.levels!r} has scale {tuple(preset.scale)}; fix the manifest"
             )
         return preset
-    levels = _card_levels(card)
-    return (
-        artquant_model.ARTQUANT_SPEC if card.levels == "artquant" else spec_from_level_spec(levels)
-    )
+    _card_levels(card)  # an mPLUG-Owl2 entry's prompt must be its preset's
+    return artquant_model.SPEC_PRESETS[card.levels]
 
 
 def _load_mplug_owl2(

@@ -194,7 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     describe = sub.add_parser("describe", help="describe one image in words")
     describe.add_argument("image", help="image file")
-    describe.add_argument("--prompt", help="full prompt with <|image|> (default: the model's)")
+    describe.add_argument(
+        "--prompt",
+        help="mPLUG-Owl2: the full prompt with <|image|>; chat models (Qwen-VL): the question, "
+        "placed after the picture by the chat template (default: the model's)",
+    )
     describe.add_argument("--max-new-tokens", type=_positive_int, default=512)
     _add_model_options(describe)
 
