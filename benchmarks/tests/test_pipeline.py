@@ -27,6 +27,12 @@ from _pipeline import (
 )
 
 CPU = torch.device("cpu")
+# Two float32 forward passes that differ in shape (padding, batch, a prefix cache, fused
+# attention) sum in another order; which order depends on the CPU's matmul and attention
+# kernels, not on our code. Scores (1..10) measured up to 5e-7 apart here (AVX2); 1e-5 leaves
+# room for other kernels and is still 100x below the spread between pictures that
+# test_fast_path_equals_plain_path requires, so a mixed-up or mis-padded row still fails.
+SCORE_ATOL = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +78,7 @@ def test_fast_path_equals_plain_path(tiny: torch.nn.Module) -> None:
     fast = fast_scores(tiny, pixels)
     plain = plain_scores(tiny, pixels)
     assert fast.shape == plain.shape == (4,)
-    assert torch.allclose(fast.double(), plain.double(), rtol=0, atol=1e-5)
+    assert torch.allclose(fast.double(), plain.double(), rtol=0, atol=SCORE_ATOL)
     # different pictures, different scores (spread 100x the tolerance): not a constant
     assert float(fast.max() - fast.min()) > 1e-3
     assert torch.all((fast >= 1) & (fast <= 10))
@@ -86,7 +92,7 @@ def test_bench_pipeline_scores_files_in_order(tiny: torch.nn.Module, pictures: l
     assert done == len(pictures)
     dataset = ImageFiles(pictures, processor, torch.float32)
     one_by_one = torch.cat([plain_scores(tiny, dataset[i][1][None]) for i in range(len(pictures))])
-    assert torch.allclose(scores, one_by_one.double(), rtol=0, atol=1e-5)
+    assert torch.allclose(scores, one_by_one.double(), rtol=0, atol=SCORE_ATOL)
 
 
 def test_bench_pipeline_pads_for_static_shapes(tiny: torch.nn.Module, pictures: list[Path]) -> None:
@@ -96,7 +102,7 @@ def test_bench_pipeline_pads_for_static_shapes(tiny: torch.nn.Module, pictures: 
     done, with_pad = padded.run(pictures, 4, deadline=None)
     _, without = plain.run(pictures, 4, deadline=None)
     assert done == 5
-    assert torch.allclose(with_pad, without, rtol=0, atol=1e-6)
+    assert torch.allclose(with_pad, without, rtol=0, atol=SCORE_ATOL)
 
 
 def test_cli_pipeline_is_the_sdk_loop(tiny: torch.nn.Module, pictures: list[Path]) -> None:
@@ -118,7 +124,7 @@ def test_cli_pipeline_is_the_sdk_loop(tiny: torch.nn.Module, pictures: list[Path
         pictures, 3, deadline=None
     )
     assert done == len(pictures)
-    assert torch.allclose(scores, reference, rtol=0, atol=1e-6)
+    assert torch.allclose(scores, reference, rtol=0, atol=SCORE_ATOL)
 
 
 def test_cli_pipeline_takes_the_products_cpu_settings(pictures: list[Path]) -> None:
@@ -145,7 +151,7 @@ def test_cli_pipeline_takes_the_products_cpu_settings(pictures: list[Path]) -> N
     done, scores = pipeline.run(pictures, 3, deadline=None)
     assert done == len(pictures)
     # fused attention and per-picture vision passes: float32 reordering only
-    assert torch.allclose(scores, reference, rtol=0, atol=1e-5)
+    assert torch.allclose(scores, reference, rtol=0, atol=SCORE_ATOL)
 
 
 def test_resolve_dtype() -> None:

@@ -44,6 +44,21 @@ def _baid_scores(baid_dir, n):
         return np.array([float(r["score"]) for r in csv.DictReader(fh)][:n])
 
 
+# How far the fitted (mu, sigma) may move with the BLAS kernel (relative). The fit is where
+# L-BFGS-B stops in the valley E(mu, sigma) = s, and the objective |E - s| is zero along the whole
+# valley, so nothing but the optimiser's path fixes the point. The reference evaluates E with
+# np.inner (BLAS ddot), whose operation order depends on the kernel OpenBLAS picks for the CPU
+# (FMA or not, accumulation order); that changes the objective in its last bits, about 1e-14 for
+# level values up to 10, hence the forward differences (step 1e-8) by about 1e-6 relative, and the
+# stopping point by a few 1e-6: 2.5e-6 on an AVX-512 machine (issue 11), at most 9e-6 here with
+# ddot replaced by a fused multiply-add or by a reversed sum. 1e-4 leaves a factor of ten.
+_FIT_RTOL = 1e-4
+# Where the fit saturates to one level the probabilities stop depending on (mu, sigma) (the
+# objective is flat there) and the optimiser stops anywhere on that plateau (1e-4 relative in mu
+# measured at s = 0.5 with a reversed sum): the parameters are compared only below this.
+_SATURATED = 1 - 1e-6
+
+
 def test_batched_equals_original_on_real_scores(baid_dir, apddv2_dir, original):
     baid = _baid_scores(baid_dir, 240)
     with open(apddv2_dir / "split_train.csv", encoding="utf-8") as fh:
@@ -51,11 +66,19 @@ def test_batched_equals_original_on_real_scores(baid_dir, apddv2_dir, original):
     scores = np.concatenate([baid, apdd, EDGE_SCORES])
     got = aq.estimate_level_distribution(scores)
     mus, sigmas = aq.fit_level_gaussian(scores)
+    compared = 0
     for i, s in enumerate(scores):
         probs, (mu, sigma) = original(float(s))
         assert np.all(np.isfinite(probs)), s
+        # the stated tolerance of the replay (README "Exact and fast"): bit-identical where the
+        # BLAS kernel sums like numpy does, within 1e-5 on any kernel (2e-6 measured, see above)
         np.testing.assert_allclose(got[i], probs, rtol=0, atol=1e-5, err_msg=f"score {s}")
-        np.testing.assert_allclose([mus[i], sigmas[i]], [mu, sigma], rtol=0, atol=1e-6)
+        if probs.max() < _SATURATED:
+            compared += 1
+            np.testing.assert_allclose(
+                [mus[i], sigmas[i]], [mu, sigma], rtol=_FIT_RTOL, err_msg=f"score {s}"
+            )
+    assert compared >= 300  # every real score; only end-of-scale ones are saturated
 
 
 def test_minimize_method_equals_batched(baid_dir):
@@ -65,7 +88,7 @@ def test_minimize_method_equals_batched(baid_dir):
     np.testing.assert_allclose(batched, direct, rtol=0, atol=1e-12)
 
 
-def test_objective_has_scipy_operation_order():
+def test_objective_matches_scipy_within_rounding():
     rng = np.random.default_rng(0)
     n = 2000
     mu = rng.uniform(-10, 10, n)
@@ -83,9 +106,21 @@ def test_objective_has_scipy_operation_order():
                 )
             ]
         )
+    # NaN exactly where every density underflows to 0: the densities are elementwise IEEE
+    # operations and numpy's exp on both sides, so this does not depend on the BLAS kernel.
     finite = np.isfinite(ref)
     assert np.array_equal(np.isfinite(ours), finite)
-    np.testing.assert_array_max_ulp(ours[finite], ref[finite], maxulp=4)
+    assert finite.sum() > n // 2
+    # Both sides compute E = sum_i l_i p_i / sum_j p_j from the same densities; only the
+    # summation order of the sum and of the dot product (np.inner is BLAS ddot: FMA or not,
+    # accumulation order by CPU kernel) may differ. Every term is non-negative, so E carries a
+    # relative error of at most about (2k + 2) eps = 12 eps for k = 5 levels, and |E - s| an
+    # absolute error of about 12 eps (|E| + |s|) <= 12 eps (max l + |s|). That is a bound in
+    # absolute terms, not in ulps of the result: |E - s| has condition number (|E| + |s|) / |E - s|,
+    # so near a fit's solution, where it is tiny, one rounding in E is hundreds of its ulps (512
+    # measured on an AVX-512 machine). 32 eps leaves a margin over the 12.
+    bound = 32 * np.finfo(float).eps * (np.abs(values).max() + np.abs(target[finite]))
+    np.testing.assert_array_less(np.abs(ours[finite] - ref[finite]), bound)
 
 
 @pytest.mark.parametrize("score", [10.0, 10.5, 11.0, 1e6, 9.99])

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from artquant_train import ConfigError, TrainConfig, load_config
+from artquant_train import ConfigError, LoraConfig, TrainConfig, load_config
 from artquant_train.cli import parse_overrides, resolve_config
 from artquant_train.config import environment_overrides, parse_data_sources, parse_value
 
@@ -67,6 +68,88 @@ def test_precedence_file_then_environment_then_command_line(tmp_path: Path) -> N
     assert cfg.optim.warmup_ratio == 0.2  # file beats the default
     assert cfg.lora.r == 32  # command line beats the environment
     assert cfg.model.base == "from_file"
+
+
+def _clear_train_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("ARTQUANT_TRAIN_")]:
+        monkeypatch.delenv(name)
+
+
+def _cli_lora(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, float]:
+    _clear_train_environment(monkeypatch)
+    cfg, _ = resolve_config(["--base", "b", "--train-data", "s.json", *argv])
+    return cfg.lora.r, cfg.lora.alpha, cfg.lora.scale
+
+
+def test_lora_alpha_follows_the_rank_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The recipe's scale alpha / r = 256 / 128 = 2 survives a smaller rank (issue 11: --lora-r 8
+    # used to keep alpha 256, a 16 times larger scale).
+    assert _cli_lora([], monkeypatch) == (128, 256, 2.0)
+    assert _cli_lora(["--lora-r", "8"], monkeypatch) == (8, 16, 2.0)
+    assert _cli_lora(["--lora.r", "8"], monkeypatch) == (8, 16, 2.0)
+    assert _cli_lora(["--lora-r", "8", "--lora-alpha", "32"], monkeypatch) == (8, 32, 4.0)
+    assert _cli_lora(["--lora-alpha", "32"], monkeypatch) == (128, 32, 0.25)
+    assert _cli_lora(["--lora-r", "8", "--lora.alpha", "8"], monkeypatch) == (8, 8, 1.0)
+    # the named flag and the dotted one are the same field; the dotted one is applied last
+    assert _cli_lora(["--lora-alpha", "4", "--lora.alpha", "64"], monkeypatch)[1] == 64
+    # python API: an explicit None means "derive it", like an absent alpha
+    assert LoraConfig(r=4, alpha=None).alpha == 8  # type: ignore[arg-type]
+    assert LoraConfig(r="6").alpha == 12  # type: ignore[arg-type]
+
+
+def test_lora_alpha_precedence_file_environment_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def write(name: str, lora: str) -> Path:
+        file = tmp_path / name
+        file.write_text(
+            f"model: {{base: b}}\ndata: {{train: [{{path: a.json}}]}}\nlora: {lora}\n",
+            encoding="utf-8",
+        )
+        return file
+
+    only_r = write("only_r.yaml", "{r: 8}")
+    explicit = write("explicit.yaml", "{r: 8, alpha: 64}")
+
+    def lora(file: Path | None, env: dict[str, str], **overrides: object) -> tuple[int, int]:
+        cfg = load_config(file, overrides=overrides, environ=env)
+        return cfg.lora.r, cfg.lora.alpha
+
+    # a file that sets only the rank gets 2r; one that sets alpha keeps it
+    assert lora(only_r, {}) == (8, 16)
+    assert lora(explicit, {}) == (8, 64)
+    # a rank from a later source re-derives alpha only where no source set alpha
+    assert lora(only_r, {"ARTQUANT_TRAIN_LORA__R": "16"}) == (16, 32)
+    assert lora(only_r, {}, **{"lora.r": 4}) == (4, 8)
+    assert lora(explicit, {"ARTQUANT_TRAIN_LORA__R": "16"}) == (16, 64)
+    assert lora(explicit, {}, **{"lora.r": 4}) == (4, 64)
+    # alpha itself: environment beats the file, the command line beats the environment
+    env_alpha = {"ARTQUANT_TRAIN_LORA__ALPHA": "12"}
+    assert lora(explicit, env_alpha) == (8, 12)
+    assert lora(only_r, env_alpha) == (8, 12)
+    assert lora(explicit, env_alpha, **{"lora.alpha": 24}) == (8, 24)
+    assert lora(None, {"ARTQUANT_TRAIN_LORA__R": "32"}, **MINIMAL) == (32, 64)
+    # the CLI's named flags sit on top of the same order
+    _clear_train_environment(monkeypatch)
+    monkeypatch.setenv("ARTQUANT_TRAIN_LORA__ALPHA", "12")
+    cfg, _ = resolve_config(["--config", str(only_r), "--lora-r", "4"])
+    assert (cfg.lora.r, cfg.lora.alpha) == (4, 12)
+    cfg, _ = resolve_config(["--config", str(explicit), "--lora-alpha", "2"])
+    assert (cfg.lora.r, cfg.lora.alpha) == (8, 2)
+    # the resolved file written beside checkpoints holds alpha explicitly and reloads as is
+    saved = load_config(only_r, environ={}).save(tmp_path / "resolved.yaml")
+    assert "alpha: 16" in saved.read_text(encoding="utf-8")
+    assert lora(saved, {}, **{"lora.r": 4}) == (4, 16)
+
+
+def test_bad_lora_sizes_name_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"lora\.r: .*greater than or equal to 1") as info:
+        load_config(overrides={**MINIMAL, "lora.r": 0}, environ={})
+    assert "lora.alpha" not in str(info.value)  # no second, derived complaint
+    with pytest.raises(ConfigError, match=r"lora\.r: .*integer"):
+        load_config(overrides={**MINIMAL, "lora.r": "eight"}, environ={})
+    with pytest.raises(ConfigError, match=r"lora\.alpha: .*greater than or equal to 1"):
+        load_config(overrides={**MINIMAL, "lora.r": 8, "lora.alpha": 0}, environ={})
 
 
 def test_json_files_and_environment_lists(tmp_path: Path) -> None:

@@ -244,10 +244,15 @@ def test_score_samples_without_level_probs_get_the_estimated_distribution(
 
 
 def test_recipe_trains_lora_vision_and_abstractor_only(
-    tiny_base: Path, small_data: dict[str, Path], tmp_path: Path
+    tiny_base: Path,
+    small_data: dict[str, Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     config = tiny_run_config(tiny_base, small_data, tmp_path)
-    prepared = prepare_for_training(tiny_model(), config)
+    with caplog.at_level("INFO", logger="artquant_train.modeling"):
+        prepared = prepare_for_training(tiny_model(), config)
+    assert "LoRA r=4 alpha=8 (scale 2) on 4 modules" in caplog.text  # resolved, at start
     trainable = {n for n, p in prepared.named_parameters() if p.requires_grad}
     lora = {n for n in trainable if "lora_" in n}
     assert len(lora) == 2 * 2 * 2  # 2 layers x (q_proj, v_proj.multiway.1) x (A, B)

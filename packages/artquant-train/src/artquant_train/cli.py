@@ -46,6 +46,7 @@ _NAMED = {
     "grad_accum": "run.grad_accum",
     "lr": "optim.lr",
     "lora_r": "lora.r",
+    "lora_alpha": "lora.alpha",
     "seed": "run.seed",
 }
 
@@ -85,7 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help="samples per micro-batch per process")
     parser.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step")
     parser.add_argument("--lr", type=float, help="peak learning rate")
-    parser.add_argument("--lora-r", type=int, help="LoRA rank")
+    parser.add_argument("--lora-r", type=int, help="LoRA rank (lora.r, default 128)")
+    parser.add_argument(
+        "--lora-alpha",
+        type=int,
+        help="LoRA alpha; the adapter scale is alpha / r (lora.alpha, default 2 x the rank, "
+        "the recipe's 256 / 128, unless a config file or the environment sets it)",
+    )
     parser.add_argument("--seed", type=int, help="run seed")
     parser.add_argument(
         "--resume",

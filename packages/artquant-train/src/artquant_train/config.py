@@ -33,6 +33,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ENV_PREFIX = "ARTQUANT_TRAIN_"
+LORA_RANK = 128
+"""The recipe's LoRA rank."""
+LORA_ALPHA_PER_RANK = 2
+"""The recipe's ``alpha / r`` (256 / 128): the default alpha is this times the rank."""
 
 VICUNA_V1_SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. "
@@ -166,9 +170,14 @@ class LevelsConfig(_Frozen):
 class LoraConfig(_Frozen):
     """LoRA adapters on the language model.
 
+    The adapter's output is multiplied by ``scale = alpha / r``. The recipe's r 128 / alpha 256
+    is scale 2; when a source sets ``r`` but no source sets ``alpha``, alpha follows the same
+    ratio (``alpha = 2·r``), so lowering the rank keeps the scale instead of raising it. An
+    ``alpha`` set anywhere (file, environment, flag) is kept as given.
+
     Attributes:
         enabled: ``False`` trains the LLM weights selected by ``freeze`` directly instead.
-        r / alpha / dropout: LoRA rank, scale numerator (scale = alpha / r) and dropout.
+        r / alpha / dropout: LoRA rank, scale numerator (default ``2·r``) and dropout.
         targets: module-name suffixes that get an adapter (a name matches when it equals a
             target or ends with ``.`` + target), only ``nn.Linear`` modules outside
             ``exclude``.
@@ -176,11 +185,31 @@ class LoraConfig(_Frozen):
     """
 
     enabled: bool = True
-    r: int = Field(default=128, ge=1)
-    alpha: int = Field(default=256, ge=1)
+    r: int = Field(default=LORA_RANK, ge=1)
+    alpha: int = Field(default=LORA_ALPHA_PER_RANK * LORA_RANK, ge=1)
     dropout: float = Field(default=0.05, ge=0, lt=1)
     targets: tuple[str, ...] = ("q_proj", "v_proj.multiway.1")
     exclude: tuple[str, ...] = ("model.vision_model", "model.visual_abstractor")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _alpha_follows_rank(cls, data: Any) -> Any:
+        # Only an absent (or null) alpha is derived; a rank that is not a valid integer is
+        # left for the field validation to report, with the default alpha beside it.
+        if not isinstance(data, Mapping) or data.get("alpha") is not None:
+            return data
+        rank = data.get("r", LORA_RANK)
+        if isinstance(rank, str) and rank.strip().isdigit():
+            rank = int(rank)
+        resolved = {key: value for key, value in data.items() if key != "alpha"}
+        if isinstance(rank, int) and not isinstance(rank, bool) and rank >= 1:
+            resolved["alpha"] = LORA_ALPHA_PER_RANK * rank
+        return resolved
+
+    @property
+    def scale(self) -> float:
+        """The factor on the adapter's output, ``alpha / r``."""
+        return self.alpha / self.r
 
 
 class FreezeConfig(_Frozen):
@@ -577,6 +606,8 @@ def parse_data_sources(
 
 __all__ = [
     "ENV_PREFIX",
+    "LORA_ALPHA_PER_RANK",
+    "LORA_RANK",
     "VICUNA_V1_SYSTEM",
     "CheckpointConfig",
     "ConfigError",

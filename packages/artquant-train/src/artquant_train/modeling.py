@@ -128,7 +128,11 @@ def prepare_for_training(model: nn.Module, config: TrainConfig) -> nn.Module:
         )
         prepared = get_peft_model(model, peft_config)  # type: ignore[arg-type]
         logger.info(
-            "LoRA r=%d alpha=%d on %d modules", config.lora.r, config.lora.alpha, len(names)
+            "LoRA r=%d alpha=%d (scale %g) on %d modules",
+            config.lora.r,
+            config.lora.alpha,
+            config.lora.scale,
+            len(names),
         )
     core = core_model(prepared)
     for name, param in core.named_parameters():
