@@ -49,6 +49,18 @@ def check_level_words(words: tuple[str, ...]) -> tuple[str, ...]:
     return words
 
 
+def check_finite_values(values: tuple[float, ...]) -> tuple[float, ...]:
+    """``values`` unchanged if all are finite.
+
+    Raises:
+        ValueError: naming the non-finite values.
+    """
+    bad = [value for value in values if not math.isfinite(value)]
+    if bad:
+        raise ValueError(f"level values must be finite, got {bad}")
+    return values
+
+
 def check_levels_on_scale(
     words: tuple[str, ...], values: tuple[float, ...], scale: tuple[float, float]
 ) -> None:
@@ -107,10 +119,7 @@ class LevelSpec(BaseModel):
     @field_validator("values")
     @classmethod
     def _values_finite(cls, values: tuple[float, ...]) -> tuple[float, ...]:
-        bad = [value for value in values if not math.isfinite(value)]
-        if bad:
-            raise ValueError(f"level values must be finite, got {bad}")
-        return values
+        return check_finite_values(values)
 
     @field_validator("prompt")
     @classmethod

@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from pathlib import Path
@@ -30,7 +29,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from artquant_model._prompts import DEFAULT_IMAGE_TOKEN, QALIGN_SCORE_PROMPT
-from artquant_model.levels import check_level_words, check_levels_on_scale
+from artquant_model.levels import (
+    check_finite_values,
+    check_level_words,
+    check_levels_on_scale,
+)
 
 #: The spec's file name inside a model folder.
 SPEC_FILENAME = "artquant_spec.json"
@@ -172,10 +175,7 @@ class ScorerSpec(BaseModel):
     @field_validator("values")
     @classmethod
     def _values_finite(cls, values: tuple[float, ...]) -> tuple[float, ...]:
-        bad = [value for value in values if not math.isfinite(value)]
-        if bad:
-            raise ValueError(f"level values must be finite, got {bad}")
-        return values
+        return check_finite_values(values)
 
     @field_validator("questions")
     @classmethod
