@@ -277,7 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     describe = sub.add_parser("describe", help="describe one image in words")
     describe.add_argument("image", help="image file")
-    describe.add_argument("--prompt", help="full prompt with <|image|> (default: the model's)")
+    describe.add_argument(
+        "--prompt",
+        help="mPLUG-Owl2: the full prompt with <|image|>; chat models (Qwen-VL): the question, "
+        "placed after the picture by the chat template (default: the model's)",
+    )
     describe.add_argument("--max-new-tokens", type=_positive_int, default=512)
     _add_model_options(describe)
 
@@ -643,6 +647,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
         print(f"  format:   {card.format}" + (f" over {card.base}" if card.base else ""))
         print(f"  levels:   {card.levels}, scale {low:g}-{high:g}")
         print(f"  licence:  {card.licence}")
+        if not card.verified:
+            print("  verified: no (hub id, licence and size not checked against the hub)")
         if card.reported:
             for r in card.reported:
                 split = f" {r.split}" if r.split else ""
