@@ -329,3 +329,25 @@ def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0, f"{name} has no docstring example"
     assert result.failed == 0
+
+
+@pytest.mark.parametrize(
+    ("model_type", "refused"), [("qwen2_5_vl", True), ("qwen3_5", True), ("mplug_owl2", False)]
+)
+def test_a_generic_backbone_checkpoint_is_refused_up_front(
+    tmp_path: Path, model_type: str, refused: bool
+) -> None:
+    # the CPU tasks ship mPLUG-Owl2's fixed-size pictures; a Qwen checkpoint must fail at once
+    # with a message naming its type and the way out, not in every actor's batch
+    import json
+
+    from artquant_sdk.ray import _refuse_generic_backbone
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
+    if refused:
+        with pytest.raises(ValueError, match=rf"'{model_type}'.*--engine local"):
+            _refuse_generic_backbone(tmp_path, None)
+    else:
+        _refuse_generic_backbone(tmp_path, None)
+    (tmp_path / "config.json").unlink()  # no model type to read: left to the mPLUG-Owl2 loader
+    _refuse_generic_backbone(tmp_path, None)

@@ -28,6 +28,7 @@ import math
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -235,6 +236,7 @@ def _image_processor_for(spec: _ScorerSpec) -> Any:
     weights = resolve_weights(
         spec.model, revision=spec.revision, local_files_only=spec.local_files_only
     )
+    _refuse_generic_backbone(weights.path, spec.base)
     folders = [weights.path]
     if detect_checkpoint_format(weights.path) == "lora":
         card_base = weights.card.base if weights.card else None
@@ -243,6 +245,32 @@ def _image_processor_for(spec: _ScorerSpec) -> Any:
             folders.append(resolve_weights(base, local_files_only=spec.local_files_only).path)
     folder = next((f for f in folders if (f / "preprocessor_config.json").is_file()), folders[0])
     return MPLUGOwl2ImageProcessor.from_pretrained(folder)
+
+
+def _refuse_generic_backbone(folder: Path, base: str | None) -> None:
+    """Refuse a checkpoint of the generic (Qwen-VL) backbone, before any task starts.
+
+    The CPU tasks ship fixed-size ``[S, S, 3]`` pictures, which is mPLUG-Owl2's preprocessing;
+    the generic backbone's picture tokens depend on the picture's size, so its pictures need
+    another payload. Until then a clear refusal beats actors that fail on every batch.
+    """
+    from artquant_model.backbones import (
+        UnsupportedModelError,
+        checkpoint_model_type,
+        family_of,
+    )
+
+    try:
+        model_type = checkpoint_model_type(folder, base)
+        family = family_of(model_type)
+    except UnsupportedModelError:
+        return  # no model type to read: the mPLUG-Owl2 loader decides, as before
+    if family != "mplug_owl2":
+        raise ValueError(
+            f"{folder} is a {model_type!r} checkpoint (the generic backbone); the Ray engine "
+            "scores mPLUG-Owl2 checkpoints only for now: use --engine local (artquant score "
+            "with torchrun for several GPUs)"
+        )
 
 
 def _level_words_for(spec: _ScorerSpec) -> list[str]:
