@@ -443,10 +443,12 @@ class CliPipeline:
         processor_class = product("MPLUGOwl2Processor")
         levels = product("ARTQUANT_LEVELS")
         self.scorer = ArtQuant(model, processor_class(tiny_tokenizer(), processor), levels)
-        self.scorer._prompt_ids = torch.tensor(ARTQUANT_PROMPT_IDS, dtype=torch.long)
-        self.scorer._level_ids = torch.tensor(ARTQUANT_LEVEL_IDS, dtype=torch.long)
+        # The real LLaMA-2 ids (the tiny tokenizer only builds the processor).
+        backbone: Any = self.scorer.backbone
+        backbone._prompt_ids["total"] = torch.tensor(ARTQUANT_PROMPT_IDS, dtype=torch.long)
+        backbone._level_ids["total"] = list(ARTQUANT_LEVEL_IDS)
         if not prefix_cache:
-            self.scorer._prefix_cache = None  # type: ignore[assignment]
+            backbone.prefix_cache = None
         self.device = device
         tuned = False
         if malloc_tuning and torch.device(device).type == "cpu":

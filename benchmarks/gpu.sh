@@ -14,7 +14,9 @@
 # measurement; default 10), NUM_IMAGES (default 1024), WORKERS (decode processes; default
 # cores - 2, at most 14), VISUAL_EAGER=0 (skip the batch-32 run with the original's
 # matmul-softmax attention in the ViT and abstractor; the product's default is fused), COMPILE=1 (add a torch.compile run at batch 32), LOAD_GB (checkpoint size of
-# the load benchmark; default 2.5; 0 skips it).
+# the load benchmark; default 2.5; 0 skips it), QWEN_TOKENIZER (a Qwen2-vocabulary tokenizer
+# folder with its chat template for the Qwen3.5-sized runs; default ../shared/tokenizers/qwen2_vl;
+# the Qwen runs are skipped, saying so, when it is missing), QWEN=0 (skip the Qwen runs).
 set -euo pipefail
 
 # Everything runs inside main, read whole before it starts, so editing this file during a run
@@ -65,11 +67,14 @@ PY
         size=tiny device=cpu dtype=float32 batches=1,2,4 images="${NUM_IMAGES:-16}" unique=8 budget="${BUDGET:-5}"
         threads="$cores" big_batch=4
         load_gb="${LOAD_GB:-0.02}" load_base=tiny prep_images=8
+        qwen_sizes=tiny qwen_batches=1,2 qwen_images=4
     else
         size=full device=cuda dtype=bfloat16 batches=1,8,32,64 images="${NUM_IMAGES:-1024}" unique=192 budget="${BUDGET:-10}"
         threads=4 big_batch=32  # the model process only launches kernels; cores go to decoding
         load_gb="${LOAD_GB:-2.5}" load_base=full prep_images=48
+        qwen_sizes="qwen3.5-0.8b qwen3.5-4b" qwen_batches=1,8,32,64 qwen_images="${NUM_IMAGES:-1024}"
     fi
+    QWEN_TOKENIZER="${QWEN_TOKENIZER:-$PWD/../shared/tokenizers/qwen2_vl}"
     images_dir="${TMPDIR:-/tmp}/aq-bench-images"
 
     step "FLOP count"
@@ -99,6 +104,21 @@ PY
             --batch-sizes "$big_batch" --num-images "$images" --unique-images "$unique" --workers "$WORKERS" \
             --time-budget "$budget" --no-baseline --compile --image-dir "$images_dir" \
             --log "$OUT/score_compile.jsonl"
+    fi
+
+    if [[ "${QWEN:-1}" == "1" ]]; then
+        if [[ -f "$QWEN_TOKENIZER/tokenizer.json" ]]; then
+            for qsize in $qwen_sizes; do
+                step "Qwen backbone: scoring throughput ($qsize random weights, $device, $dtype, batch $qwen_batches)"
+                "$PYTHON" benchmarks/score_throughput.py --backbone qwen --size "$qsize" \
+                    --device "$device" --dtype "$dtype" --batch-sizes "$qwen_batches" \
+                    --num-images "$qwen_images" --unique-images "$unique" --baseline-images 32 \
+                    --tokenizer "$QWEN_TOKENIZER" --image-dir "$images_dir" \
+                    --log "$OUT/score_qwen_$qsize.jsonl"
+            done
+        else
+            step "Qwen backbone: skipped, no tokenizer.json in $QWEN_TOKENIZER (set QWEN_TOKENIZER)"
+        fi
     fi
 
     if [[ "$load_gb" != "0" ]]; then

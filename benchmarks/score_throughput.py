@@ -49,6 +49,7 @@ from _pipeline import (
     resolve_dtype,
     synchronize,
 )
+from _vlm_bench import VLM_SIZES, run_vlm
 from flops import ModelDims, count_flops
 
 logger = logging.getLogger("score_throughput")
@@ -74,7 +75,33 @@ TABLE = (
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options (``--help`` lists them)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument(
+        "--backbone",
+        choices=["mplug_owl2", "qwen"],
+        default="mplug_owl2",
+        help="mplug_owl2 (default) or qwen: the generic backbone (a Qwen-family random model, "
+        "fixed 448 px; see _vlm_bench.py) against the plain one-image-per-forward procedure",
+    )
+    parser.add_argument(
+        "--size",
+        choices=sorted(set(SIZES) | set(VLM_SIZES)),
+        default="small",
+        help=f"mplug_owl2: {sorted(SIZES)}; qwen: {sorted(VLM_SIZES)}",
+    )
+    parser.add_argument(
+        "--tokenizer",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / ".." / "shared" / "tokenizers" / "qwen2_vl",
+        help="qwen: a Qwen2-vocabulary tokenizer folder with its chat template",
+    )
+    parser.add_argument("--image-size", type=int, default=448, help="qwen: fixed picture side")
+    parser.add_argument(
+        "--resolution",
+        choices=["fixed", "native"],
+        default="fixed",
+        help="qwen: fixed (pad to a square, resize to --image-size) or native (own aspect ratio, "
+        "at most --image-size squared pixels)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--dtype",
@@ -171,6 +198,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-baseline", action="store_true", help="skip the plain one-image loop")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    sizes = VLM_SIZES if args.backbone == "qwen" else SIZES
+    if args.size not in sizes:
+        parser.error(
+            f"--size {args.size} is not a {args.backbone} size; use one of {sorted(sizes)}"
+        )
     try:
         args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     except ValueError:
@@ -304,6 +336,8 @@ def run(args: argparse.Namespace) -> Recorder:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = resolve_dtype(args.dtype)
+    if args.backbone == "qwen":
+        return _run_qwen(args, device, dtype)
     config = SIZES[args.size]
     count = count_flops(ModelDims.from_config_dict(config))
     flop_fast, flop_plain = count.total("one"), count.total("all")
@@ -535,6 +569,44 @@ def _baseline(
                 compared=int(both.sum()),
                 max_abs_score_diff=diff,
             )
+
+
+def _run_qwen(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> Recorder:
+    """The generic backbone's measurements (``_vlm_bench.run_vlm``) and their ratio."""
+    recorder = Recorder(
+        {
+            "script": "score_throughput",
+            "backbone": "qwen",
+            "size": args.size,
+            "device": str(device),
+            "dtype": args.dtype,
+        },
+        log_path=args.log,
+    )
+    recorder.emit(kind="machine", **machine_info(), threads=torch.get_num_threads())
+    with tempfile.TemporaryDirectory() as tmp:
+        image_dir = args.image_dir or Path(tmp) / "images"
+        unique = make_images(image_dir, args.unique_images, seed=args.seed)
+        paths = [unique[i % len(unique)] for i in range(args.num_images)]
+        run_vlm(args, recorder, paths, device, dtype)
+    product = {
+        r["batch_size"]: r["images_per_s"] for r in recorder.records if r["kind"] == "product"
+    }
+    plain = [r for r in recorder.records if r["kind"] == "plain"]
+    if plain and product:
+        best = max(product, key=lambda b: product[b])
+        recorder.emit(
+            kind="ratios",
+            best_batch=best,
+            best_over_plain=product[best] / plain[0]["images_per_s"],
+            **(
+                {"batch8_over_plain": product[8] / plain[0]["images_per_s"]} if 8 in product else {}
+            ),
+            max_score_difference=plain[0]["max_score_difference"],
+        )
+    rows = [r for r in recorder.records if "images_per_s" in r]
+    print("\n" + recorder.table(TABLE, rows), flush=True)
+    return recorder
 
 
 def _summary(recorder: Recorder) -> None:

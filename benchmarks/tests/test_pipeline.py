@@ -55,7 +55,10 @@ def test_random_model_is_seeded_and_keeps_its_buffers(tiny: torch.nn.Module) -> 
     assert not any(p.requires_grad for p in tiny.parameters())
     # the sin-cos tables computed in __init__ survive the in-place weight fill
     attention = tiny.model.visual_abstractor.encoder.layers[0].crossattention.attention
-    from artquant_model.modeling_mplug_owl2 import key_position_table, query_position_table
+    from artquant_model.backbones.mplug_owl2.modeling_mplug_owl2 import (
+        key_position_table,
+        query_position_table,
+    )
 
     assert torch.equal(attention.k_pos_embed, key_position_table(32, 32))
     assert torch.equal(attention.q_pos_embed, query_position_table(32, 8))

@@ -198,6 +198,14 @@ def test_gpu_script_dry_run(tmp_path: Path) -> None:
         assert (out / name).is_file(), name
     kinds = {json.loads(line)["kind"] for line in (out / "score.jsonl").read_text().splitlines()}
     assert {"e2e", "model_only", "baseline_e2e", "parity", "ratios"} <= kinds
+    qwen = out / "score_qwen_tiny.jsonl"
+    if (BENCHMARKS.parent.parent / "shared" / "tokenizers" / "qwen2_vl").is_dir():
+        records = [json.loads(line) for line in qwen.read_text().splitlines()]
+        assert {"product", "plain", "ratios"} <= {r["kind"] for r in records}
+        (ratios,) = [r for r in records if r["kind"] == "ratios"]
+        assert ratios["max_score_difference"] < 1e-5
+    else:
+        assert "Qwen backbone: skipped" in (out / "gpu.log").read_text()
 
 
 def test_plot_summarises_medians_and_writes_a_png(tmp_path: Path) -> None:

@@ -51,6 +51,9 @@ def test_prepare_apddv2_test_split(capsys, tmp_path, apddv2_dir, placeholder_ima
     records = aq.load_apddv2(apddv2_dir, splits=["test"])
     n_attr = sum(len(r.rated_attributes()) for r in records)
     assert summary["samples"] == {"score": 1002, "attribute": n_attr}
+    rated = {a: sum(r.attributes[a] is not None for r in records) for a in aq.APDDV2_ATTRIBUTES}
+    assert summary["attribute_samples"] == {a: n for a, n in rated.items() if n}
+    assert rated["Creativity"] < rated["The overall"] == 1002  # empty cells give no sample
     samples = aq.read_training_json(out)
     assert len(samples) == 1002 + n_attr
     first = samples[0]

@@ -74,10 +74,21 @@ def test_attribute_samples():
     assert samples[0].answer == "The color of the painting is excellent."
     assert samples[1].answer == "The sense of order of the painting is fair."
     assert "color of this painting" in samples[0].prompt
+    assert samples[0].prompt.startswith("<|image|>\n")  # the picture, then the question
     assert all(s.task_type == "attribute" for s in samples)
     np.testing.assert_allclose(samples[0].level_probs, aq.estimate_level_distribution(8.0))
     only = aq.build_attribute_samples([rec], attributes=["The sense of order"])
     assert [s.attribute for s in only] == ["The sense of order"]
+    fixed = aq.build_attribute_samples(
+        [rec], prompts=["Judge the {attribute}."], phrases={"Color": "colour"}
+    )
+    assert [s.prompt for s in fixed] == [
+        "<|image|>\nJudge the colour.",
+        "<|image|>\nJudge the sense of order.",
+    ]
+    assert fixed[0].answer == "The colour of the painting is excellent."
+    with pytest.raises(ValueError, match="prompts must not be empty"):
+        aq.build_attribute_samples([rec], prompts=[])
     # every APDDv2 attribute has a phrase, and the phrase reads in the prompt
     assert set(aq.ATTRIBUTE_PHRASES) == set(aq.APDDV2_ATTRIBUTES)
     assert aq.ATTRIBUTE_PROMPTS[1].format(attribute="color") == (

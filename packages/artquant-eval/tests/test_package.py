@@ -31,7 +31,8 @@ PUBLIC_API = {
     "MetricInputError", "TooFewPairsError", "__version__", "binary_accuracy", "evaluate",
     "fit_logistic", "join_by_id", "js_divergence", "kl_divergence", "krcc", "logistic4",
     "logistic5", "mae", "mse", "plcc", "read_records", "rmse", "scatter_plot", "srcc",
-    "wasserstein_distance",
+    "wasserstein_distance", "APDDV2_ATTRIBUTE_COLUMNS", "AttributeEvaluation", "AttributeResult",
+    "attribute_id", "attribute_plot", "evaluate_attributes", "resolve_attributes",
 }  # fmt: skip
 
 

@@ -45,3 +45,31 @@ def tiny_fixture_dir(shared_dir: Path) -> Path:
 def vocab32k_fixture_dir(shared_dir: Path) -> Path:
     """``fixtures/mplug_owl2_tiny_vocab32k``: the real vocabulary, 448 px, bf16 weights."""
     return _fixture_dir(shared_dir, "mplug_owl2_tiny_vocab32k")
+
+
+@pytest.fixture(scope="session")
+def qwen2_tokenizer_dir(shared_dir: Path) -> Path:
+    """``tokenizers/qwen2_vl``: the real Qwen2 / Qwen2.5-VL tokenizer and chat template."""
+    path = shared_dir / "tokenizers" / "qwen2_vl"
+    if not (path / "tokenizer.json").is_file():
+        pytest.skip(f"../shared not found: the Qwen2 tokenizer {path} is missing")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dirs(tmp_path_factory: pytest.TempPathFactory, qwen2_tokenizer_dir: Path):
+    """A saved tiny random model per Qwen family (real Qwen2 tokenizer), built on first use."""
+    from transformers import AutoTokenizer
+
+    from artquant_model.testing import save_tiny_vlm
+
+    tokenizer = AutoTokenizer.from_pretrained(qwen2_tokenizer_dir)
+    root = tmp_path_factory.mktemp("tiny_vlm")
+    made: dict[str, Path] = {}
+
+    def folder(model_type: str) -> Path:
+        if model_type not in made:
+            made[model_type] = save_tiny_vlm(root / model_type, model_type, tokenizer)
+        return made[model_type]
+
+    return folder

@@ -9,14 +9,18 @@ import pytest
 
 MODULES = [
     "artquant_model",
-    "artquant_model.configuration_mplug_owl2",
+    "artquant_model.backbones.mplug_owl2.configuration_mplug_owl2",
     "artquant_model.loading",
-    "artquant_model.modeling_mplug_owl2",
+    "artquant_model.backbones.mplug_owl2.modeling_mplug_owl2",
     "artquant_model.testing",
     "artquant_model._images",
     "artquant_model.levels",
-    "artquant_model.processing_mplug_owl2",
+    "artquant_model.backbones.mplug_owl2.processing_mplug_owl2",
     "artquant_model.scoring",
+    "artquant_model.spec",
+    "artquant_model.backbones",
+    "artquant_model.backbones.hf_vlm.processing_hf_vlm",
+    "artquant_model.backbones.mplug_owl2.backbone",
 ]
 
 

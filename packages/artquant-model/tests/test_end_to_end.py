@@ -16,13 +16,13 @@ import torch
 from safetensors.torch import load_file
 
 from artquant_model import load_model
-from artquant_model.levels import ARTQUANT_LEVELS, ONEALIGN_LEVELS, QALIGN_LEVELS, LevelSpec
-from artquant_model.processing_mplug_owl2 import (
+from artquant_model.backbones.mplug_owl2.processing_mplug_owl2 import (
     ARTQUANT_SCORE_PROMPT,
     DESCRIBE_PROMPT,
     QALIGN_SCORE_PROMPT,
     MPLUGOwl2Processor,
 )
+from artquant_model.levels import ARTQUANT_LEVELS, ONEALIGN_LEVELS, QALIGN_LEVELS, LevelSpec
 from artquant_model.scoring import score_images, score_pixel_values
 
 PICTURES = ("picture0_src_333x250.png", "picture1_src_180x260.png")

@@ -11,6 +11,10 @@ import torch
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
+from artquant_model.backbones.mplug_owl2.processing_mplug_owl2 import (
+    ARTQUANT_SCORE_PROMPT,
+    QALIGN_SCORE_PROMPT,
+)
 from artquant_model.levels import (
     ARTQUANT_LEVELS,
     LEVEL_PRESETS,
@@ -21,7 +25,6 @@ from artquant_model.levels import (
     level_scores,
     open_set_level_probs,
 )
-from artquant_model.processing_mplug_owl2 import ARTQUANT_SCORE_PROMPT, QALIGN_SCORE_PROMPT
 from artquant_model.testing import tiny_tokenizer
 
 
@@ -194,7 +197,7 @@ def test_token_ids_on_tiny_tokenizer() -> None:
 
 
 def test_token_ids_real_tokenizer_rejects_multi_token_word(shared_dir: Path) -> None:
-    from artquant_model.processing_mplug_owl2 import load_tokenizer
+    from artquant_model.backbones.mplug_owl2.processing_mplug_owl2 import load_tokenizer
 
     folder = shared_dir / "tokenizers" / "llama2"
     if not (folder / "tokenizer.model").is_file():

@@ -47,6 +47,24 @@ PUBLIC = {
     "score_pixel_values",
     "tokenizer_image_token",
     "__version__",
+    # the backbone layer and the scorer spec
+    "ARTQUANT_SPEC",
+    "Backbone",
+    "HFVisionLanguageBackbone",
+    "MPLUGOwl2Backbone",
+    "Question",
+    "Resolution",
+    "SPEC_FILENAME",
+    "SPEC_PRESETS",
+    "ScorerSpec",
+    "UnsupportedModelError",
+    "VisionBatch",
+    "VisionImageProcessor",
+    "first_token_ids",
+    "load_backbone",
+    "read_spec",
+    "stack_pixels",
+    "supported_model_types",
 }
 
 
@@ -59,7 +77,16 @@ def test_package_exports_exactly_the_public_names() -> None:
 
 def test_testing_module_exports() -> None:
     assert set(artquant_model.testing.__all__) == {
+        "QWEN2_VISION_TOKENS",
+        "QWEN2_VOCAB_SIZE",
+        "TINY_VLM_MODEL_TYPES",
         "TINY_VOCAB_SIZE",
+        "plain_vlm_scores",
+        "reference_vlm_scores",
+        "save_tiny_vlm",
+        "tiny_preprocessor_config",
+        "tiny_vlm_config",
+        "tiny_vlm_model",
         "save_tiny_checkpoint",
         "save_tiny_model",
         "tiny_config",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from artquant_model.modeling_mplug_owl2 import ModalityRouting, MultiwayNetwork
+from artquant_model.backbones.mplug_owl2.modeling_mplug_owl2 import ModalityRouting, MultiwayNetwork
 from artquant_model.testing import tiny_model
 
 WIDTH_IN, WIDTH_OUT = 6, 4

@@ -13,7 +13,10 @@ import torch
 from safetensors.torch import load_file
 
 from artquant_model import MPLUGOwl2ForCausalLM
-from artquant_model.modeling_mplug_owl2 import key_position_table, query_position_table
+from artquant_model.backbones.mplug_owl2.modeling_mplug_owl2 import (
+    key_position_table,
+    query_position_table,
+)
 
 ATOL = 1e-5
 

@@ -20,7 +20,7 @@ from artquant_model._images import (
     normalization_table,
     to_rgb,
 )
-from artquant_model.processing_mplug_owl2 import (
+from artquant_model.backbones.mplug_owl2.processing_mplug_owl2 import (
     ImageLoadError,
     ImageProcessorConfig,
     MPLUGOwl2ImageProcessor,

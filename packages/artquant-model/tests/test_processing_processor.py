@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from artquant_model.processing_mplug_owl2 import (
+from artquant_model.backbones.mplug_owl2.processing_mplug_owl2 import (
     ARTQUANT_SCORE_PROMPT,
     DESCRIBE_PROMPT,
     IMAGE_TOKEN_INDEX,

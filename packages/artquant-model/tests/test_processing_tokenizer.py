@@ -12,9 +12,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from artquant_model._tiny_tokenizer import TINY_TOKENIZER_MAX_SIZE, tiny_vocabulary
-from artquant_model._tokenizer import llama_piece_scores, rank_merges
-from artquant_model.levels import LEVEL_PRESETS
-from artquant_model.processing_mplug_owl2 import (
+from artquant_model.backbones.mplug_owl2._tokenizer import llama_piece_scores, rank_merges
+from artquant_model.backbones.mplug_owl2.processing_mplug_owl2 import (
     ARTQUANT_SCORE_PROMPT,
     DESCRIBE_PROMPT,
     IMAGE_TOKEN_INDEX,
@@ -23,6 +22,7 @@ from artquant_model.processing_mplug_owl2 import (
     load_tokenizer,
     tokenizer_image_token,
 )
+from artquant_model.levels import LEVEL_PRESETS
 from artquant_model.testing import tiny_tokenizer
 
 

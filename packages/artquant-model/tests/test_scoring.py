@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from artquant_model import load_model
-from artquant_model.levels import ARTQUANT_LEVELS, ONEALIGN_LEVELS, LevelSpec, level_scores
-from artquant_model.processing_mplug_owl2 import (
+from artquant_model.backbones.mplug_owl2.processing_mplug_owl2 import (
     MPLUGOwl2ImageProcessor,
     MPLUGOwl2Processor,
     tokenizer_image_token,
 )
+from artquant_model.levels import ARTQUANT_LEVELS, ONEALIGN_LEVELS, LevelSpec, level_scores
 from artquant_model.scoring import score_images, score_pixel_values
 from artquant_model.testing import save_tiny_checkpoint, tiny_model, tiny_tokenizer
 

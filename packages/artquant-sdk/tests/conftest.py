@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -24,6 +26,59 @@ def shared() -> Path:
     if not path.is_dir():
         pytest.skip(f"../shared not found at {path}: reference fixtures unavailable")
     return path
+
+
+@pytest.fixture(scope="session")
+def oasis(shared: Path) -> list[Path]:
+    """The 12 real OASIS photos (JPEG)."""
+    images = sorted((shared / "data" / "oasis_beauty" / "images").glob("*.jpg"))
+    if len(images) != 12:
+        pytest.skip(f"expected the 12 OASIS photos in {shared}/data/oasis_beauty/images")
+    return images
+
+
+def _make_bad_files(folder: Path, real_jpeg: Path) -> dict[str, bool]:
+    """Write hostile files into ``folder``; returns file name -> whether it should score."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    data = real_jpeg.read_bytes()
+    expected: dict[str, bool] = {}
+
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + rng.bytes(3000))
+    expected["corrupt.jpg"] = False
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    expected["truncated.jpg"] = False
+    (folder / "zero_bytes.png").write_bytes(b"")
+    expected["zero_bytes.png"] = False
+    (folder / "text_named_png.png").write_text("this is not an image\n")
+    expected["text_named_png.png"] = False
+    (folder / "notes.txt").write_text("skipped by the extension policy\n")  # no row expected
+
+    Image.new("CMYK", (40, 30), (10, 200, 30, 5)).save(folder / "cmyk.jpg")
+    expected["cmyk.jpg"] = True
+    sixteen = (rng.integers(0, 65535, (30, 40))).astype(np.uint16)
+    Image.fromarray(sixteen).save(folder / "sixteen_bit.png")
+    expected["sixteen_bit.png"] = True
+    palette = Image.new("P", (40, 30))
+    palette.putpalette([i % 256 for i in range(768)])
+    palette.paste(7, (0, 0, 20, 30))
+    palette.info["transparency"] = 7
+    palette.save(folder / "palette_transparent.png", transparency=7)
+    expected["palette_transparent.png"] = True
+    frames = [Image.new("RGB", (30, 30), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=50)
+    expected["animated.gif"] = True
+    Image.new("RGB", (1, 1), (128, 64, 32)).save(folder / "one_pixel.png")
+    expected["one_pixel.png"] = True
+    Image.new("RGB", (600, 400), (1, 2, 3)).save(folder / "bomb.png")
+    expected["bomb.png"] = False
+    return expected
+
+
+@pytest.fixture(scope="session")
+def make_bad_files() -> Callable[[Path, Path], dict[str, bool]]:
+    """``make_bad_files(folder, real_jpeg)``: the hostile files of the robustness tests."""
+    return _make_bad_files
 
 
 @pytest.fixture(autouse=True)

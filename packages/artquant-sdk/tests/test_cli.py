@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from PIL import Image
 from artquant_sdk import cli
 from artquant_sdk._sharding import parts_dir
 
-BOMB_LIMIT = 200_000  # pixels; the bomb below has 600 x 400 = 240,000
+BOMB_LIMIT = 200_000  # pixels; make_bad_files' bomb has 600 x 400 = 240,000
 
 
 @pytest.fixture(scope="session")
@@ -37,54 +38,10 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(save_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt", seed=0))
 
 
-@pytest.fixture(scope="session")
-def oasis(shared: Path) -> list[Path]:
-    images = sorted((shared / "data" / "oasis_beauty" / "images").glob("*.jpg"))
-    if len(images) != 12:
-        pytest.skip(f"expected the 12 OASIS photos in {shared}/data/oasis_beauty/images")
-    return images
-
-
-def make_bad_files(folder: Path, real_jpeg: Path) -> dict[str, bool]:
-    """Write hostile files into ``folder``; returns file name -> whether it should score."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    data = real_jpeg.read_bytes()
-    expected: dict[str, bool] = {}
-
-    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + rng.bytes(3000))
-    expected["corrupt.jpg"] = False
-    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
-    expected["truncated.jpg"] = False
-    (folder / "zero_bytes.png").write_bytes(b"")
-    expected["zero_bytes.png"] = False
-    (folder / "text_named_png.png").write_text("this is not an image\n")
-    expected["text_named_png.png"] = False
-    (folder / "notes.txt").write_text("skipped by the extension policy\n")  # no row expected
-
-    Image.new("CMYK", (40, 30), (10, 200, 30, 5)).save(folder / "cmyk.jpg")
-    expected["cmyk.jpg"] = True
-    sixteen = (rng.integers(0, 65535, (30, 40))).astype(np.uint16)
-    Image.fromarray(sixteen).save(folder / "sixteen_bit.png")
-    expected["sixteen_bit.png"] = True
-    palette = Image.new("P", (40, 30))
-    palette.putpalette([i % 256 for i in range(768)])
-    palette.paste(7, (0, 0, 20, 30))
-    palette.info["transparency"] = 7
-    palette.save(folder / "palette_transparent.png", transparency=7)
-    expected["palette_transparent.png"] = True
-    frames = [Image.new("RGB", (30, 30), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
-    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=50)
-    expected["animated.gif"] = True
-    Image.new("RGB", (1, 1), (128, 64, 32)).save(folder / "one_pixel.png")
-    expected["one_pixel.png"] = True
-    Image.new("RGB", (600, 400), (1, 2, 3)).save(folder / "bomb.png")
-    expected["bomb.png"] = False
-    return expected
-
-
 @pytest.fixture
-def inputs(tmp_path: Path, oasis: list[Path]) -> tuple[list[str], dict[str, bool]]:
+def inputs(
+    tmp_path: Path, oasis: list[Path], make_bad_files: Callable[[Path, Path], dict[str, bool]]
+) -> tuple[list[str], dict[str, bool]]:
     """PATH arguments (the OASIS folder, the bad folder, an explicit text file) and expectations."""
     bad = tmp_path / "bad"
     expected = make_bad_files(bad, oasis[0])
@@ -347,7 +304,12 @@ def test_models_lists_the_manifest(capsys: pytest.CaptureFixture[str]) -> None:
     assert "scale 1-10" in text
     assert cli.main(["models", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert [m["name"] for m in payload] == ["artquant-apdd", "one-align", "mplug-owl2-llama2-7b"]
+    names = [m["name"] for m in payload]
+    assert names[:3] == ["artquant-apdd", "one-align", "mplug-owl2-llama2-7b"]
+    # the Qwen bases used zero-shot, marked unverified (their hub ids could not be checked)
+    qwen = [m for m in payload if m["name"].startswith("qwen")]
+    assert {m["hub_repo"] for m in qwen} >= {"Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen3.5-0.8B"}
+    assert all(m["verified"] is False and m["prompt"] is None for m in qwen)
     assert payload[0]["local"] == "not downloaded" or Path(payload[0]["local"]).is_dir()
 
 

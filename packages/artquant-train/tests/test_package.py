@@ -12,6 +12,7 @@ import artquant_train
 
 MODULES = [
     "artquant_train",
+    "artquant_train.attributes",
     "artquant_train.checkpointing",
     "artquant_train.cli",
     "artquant_train.config",

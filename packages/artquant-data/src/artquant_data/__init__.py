@@ -11,6 +11,9 @@
   :func:`write_training_json` (ours or the original ArtQuant / DeQA-Score format), and the
   builders :func:`build_score_samples`, :func:`build_attribute_samples`,
   :func:`build_description_samples`.
+* Attributes: :data:`APDDV2_ATTRIBUTE_SPECS`, the canonical table of APDDv2's ten attributes
+  (:class:`AttributeSpec`: name, column-safe id, CSV column, question, answer stem);
+  :func:`find_attribute`, :func:`attribute_spec`, :func:`attribute_id`.
 * Images: :func:`resolve_images` joins records to an image root and reports missing files.
 
 Example:
@@ -24,6 +27,16 @@ Example:
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from artquant_data._attributes import (
+    APDDV2_ATTRIBUTE_SPECS,
+    APDDV2_ATTRIBUTES,
+    ATTRIBUTE_QUESTION,
+    ATTRIBUTE_STEM,
+    AttributeSpec,
+    attribute_id,
+    attribute_spec,
+    find_attribute,
+)
 from artquant_data._descriptions import attach_descriptions, load_descriptions
 from artquant_data._distribution import (
     ARTQUANT_LEVEL_VALUES,
@@ -65,7 +78,6 @@ from artquant_data._training_json import (
     write_training_json,
 )
 from artquant_data.datasets import (
-    APDDV2_ATTRIBUTES,
     ColumnMapping,
     load_apddv2,
     load_baid,
@@ -79,16 +91,20 @@ except _PackageNotFoundError:  # imported from a source tree that was never inst
 
 __all__ = [
     "APDDV2_ATTRIBUTES",
+    "APDDV2_ATTRIBUTE_SPECS",
     "ARTQUANT_LEVEL_VALUES",
     "ATTRIBUTE_ANSWER",
     "ATTRIBUTE_PHRASES",
     "ATTRIBUTE_PROMPTS",
+    "ATTRIBUTE_QUESTION",
+    "ATTRIBUTE_STEM",
     "DESCRIPTION_PROMPTS",
     "IMAGE_TOKEN",
     "LEVEL_NAMES",
     "SCORE_ANSWER",
     "SCORE_PROMPTS",
     "ArtRecord",
+    "AttributeSpec",
     "ColumnMapping",
     "HierarchicalDescription",
     "ImagePathError",
@@ -101,12 +117,15 @@ __all__ = [
     "Turn",
     "__version__",
     "attach_descriptions",
+    "attribute_id",
+    "attribute_spec",
     "build_attribute_samples",
     "build_description_samples",
     "build_score_samples",
     "dataset_stats",
     "estimate_level_distribution",
     "expected_score",
+    "find_attribute",
     "fit_level_gaussian",
     "format_stats",
     "hard_level",

@@ -9,6 +9,7 @@ from typing import Literal
 
 import numpy as np
 
+from artquant_data._attributes import APDDV2_ATTRIBUTE_SPECS, AttributeSpec, attribute_spec
 from artquant_data._distribution import (
     ARTQUANT_LEVEL_VALUES,
     LEVEL_NAMES,
@@ -50,22 +51,13 @@ ATTRIBUTE_PROMPTS: tuple[str, ...] = (
     "Can you judge the {attribute} of this painting?",
     "What's your opinion on the {attribute} of this painting?",
 )
-"""Attribute prompts (ours; the original never trained on attributes)."""
-ATTRIBUTE_ANSWER = "The {attribute} of the painting is {level}."
-"""Attribute answer; ``{attribute}`` is the attribute phrase, ``{level}`` the level word."""
+"""Attribute prompts (ours; the original never trained on attributes). The second one is the
+canonical scoring question (:attr:`AttributeSpec.question`). The picture comes first in an
+attribute sample's human turn, so that one pass over the picture can serve every question."""
+ATTRIBUTE_ANSWER = "{stem} {level}."
+"""Attribute answer: the attribute's stem (:attr:`AttributeSpec.stem`) and the level word."""
 
-ATTRIBUTE_PHRASES: dict[str, str] = {
-    "Theme and logic": "theme and logic",
-    "Creativity": "creativity",
-    "Layout and composition": "layout and composition",
-    "Space and perspective": "space and perspective",
-    "The sense of order": "sense of order",
-    "Light and shadow": "light and shadow",
-    "Color": "color",
-    "Details and texture": "details and texture",
-    "The overall": "overall effect",
-    "Mood": "mood",
-}
+ATTRIBUTE_PHRASES: dict[str, str] = {spec.name: spec.phrase for spec in APDDV2_ATTRIBUTE_SPECS}
 """How APDDv2's attribute names read inside a sentence ("the color of this painting")."""
 
 DESCRIPTION_PROMPTS: tuple[str, ...] = (
@@ -83,6 +75,10 @@ Distribution = Literal["score", "mean_std", "histogram"]
 
 def _human(prompt: str) -> Turn:
     return Turn.model_validate({"from": "human", "value": f"{prompt}\n{IMAGE_TOKEN}"})
+
+
+def _human_picture_first(prompt: str) -> Turn:
+    return Turn.model_validate({"from": "human", "value": f"{IMAGE_TOKEN}\n{prompt}"})
 
 
 def _gpt(text: str) -> Turn:
@@ -192,6 +188,14 @@ def build_score_samples(
     return samples
 
 
+def _attribute_specs(phrases: Mapping[str, str] | None) -> dict[str, AttributeSpec]:
+    """Attribute name -> spec: the canonical table, or a phrase given for a name."""
+    return {
+        name: AttributeSpec.from_name(name, phrase=phrase, column=attribute_spec(name).column)
+        for name, phrase in (phrases or {}).items()
+    }
+
+
 def build_attribute_samples(
     records: Iterable[ArtRecord],
     *,
@@ -201,12 +205,17 @@ def build_attribute_samples(
     names: Sequence[str] = LEVEL_NAMES,
     target_scale: tuple[float, float] = (0.0, 10.0),
     phrases: Mapping[str, str] | None = None,
+    prompts: Sequence[str] = ATTRIBUTE_PROMPTS,
 ) -> list[TrainingSample]:
-    """Attribute samples ("How would you rate the color of this painting?").
+    """Attribute samples: the picture, then e.g. "How would you rate the color of this painting?".
 
-    One sample per record and rated attribute (``None`` means not rated: no sample). The
-    level distribution is Score-Based Distribution Estimation of the attribute score mapped
-    onto ``target_scale``; the answer is ``"The {phrase} of the painting is {level}."``.
+    One sample per record and rated attribute; an attribute that is ``None`` (an empty cell:
+    not rated for this painting) gives no sample and is never read as 0. Each attribute score
+    is mapped from the record's ``attribute_scale`` onto ``target_scale`` (verbatim when they
+    are equal, as for APDDv2's 0–10 attributes) and gets its own Score-Based Distribution
+    Estimation. The human turn is ``"<|image|>\n<question>"`` (picture first), the answer
+    ``"<stem> <level>."`` with the attribute's stem from :func:`attribute_spec`
+    (``"The color of the painting is good."``).
 
     Args:
         records: The records.
@@ -215,14 +224,17 @@ def build_attribute_samples(
         values: Level values.
         names: Level words.
         target_scale: Scale the level values live on.
-        phrases: Attribute name -> phrase; default :data:`ATTRIBUTE_PHRASES`, else the
-            lower-cased name.
+        phrases: Attribute name -> phrase, overriding the table's (or, for a name outside
+            it, the lower-cased name).
+        prompts: Question templates with ``{attribute}`` for the phrase, one drawn per
+            sample; default the ten :data:`ATTRIBUTE_PROMPTS`.
 
     Returns:
         The samples, record by record, attributes in record order.
 
     Raises:
-        ValueError: If a record with rated attributes has no ``attribute_scale``.
+        ValueError: If a record with rated attributes has no ``attribute_scale``, or
+            ``prompts`` is empty.
 
     Example:
         >>> rec = ArtRecord(image="a.jpg", score=6.0, attributes={"Color": 8.2, "Mood": None},
@@ -230,9 +242,11 @@ def build_attribute_samples(
         >>> [s.answer for s in build_attribute_samples([rec])]
         ['The color of the painting is excellent.']
     """
-    phrase_map = dict(ATTRIBUTE_PHRASES if phrases is None else phrases)
+    if not prompts:
+        raise ValueError("prompts must not be empty")
+    overrides = _attribute_specs(phrases)
     wanted = None if attributes is None else list(attributes)
-    rows: list[tuple[ArtRecord, str, float]] = []
+    rows: list[tuple[ArtRecord, AttributeSpec, float]] = []
     for rec in records:
         for name, value in rec.attributes.items():
             if value is None or (wanted is not None and name not in wanted):
@@ -245,26 +259,26 @@ def build_attribute_samples(
             else:
                 span = target_scale[1] - target_scale[0]
                 target = target_scale[0] + (value - low) / (high - low) * span
-            rows.append((rec, name, target))
+            rows.append((rec, overrides.get(name) or attribute_spec(name), target))
     targets = np.array([t for _, _, t in rows], dtype=np.float64)
     probs = estimate_level_distribution(targets, values) if rows else np.zeros((0, len(values)))
     rng = random.Random(seed)
+    choices = list(prompts)
     samples = []
-    for (rec, name, target), p in zip(rows, probs, strict=True):
-        phrase = phrase_map.get(name, name.lower())
+    for (rec, spec, target), p in zip(rows, probs, strict=True):
         level = hard_level(target, values, names)
         samples.append(
             TrainingSample(
-                id=f"{rec.image}->{name}->{_format_score(target)}",
+                id=f"{rec.image}->{spec.name}->{_format_score(target)}",
                 image=rec.image,
                 conversations=(
-                    _human(rng.choice(ATTRIBUTE_PROMPTS).format(attribute=phrase)),
-                    _gpt(ATTRIBUTE_ANSWER.format(attribute=phrase, level=level)),
+                    _human_picture_first(rng.choice(choices).format(attribute=spec.phrase)),
+                    _gpt(ATTRIBUTE_ANSWER.format(stem=spec.stem, level=level)),
                 ),
                 task_type="attribute",
                 gt_score=float(target),
                 level_probs=tuple(float(x) for x in p),
-                attribute=name,
+                attribute=spec.name,
                 source=rec.source,
             )
         )

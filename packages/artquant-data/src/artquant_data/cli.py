@@ -161,6 +161,10 @@ def _prepare(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     counts = {t: sum(1 for s in samples if s.task_type == t) for t in tasks}
+    per_attribute: dict[str, int] = {}
+    for sample in samples:
+        if sample.task_type == "attribute" and sample.attribute is not None:
+            per_attribute[sample.attribute] = per_attribute.get(sample.attribute, 0) + 1
     print(
         json.dumps(
             {
@@ -170,6 +174,7 @@ def _prepare(args: argparse.Namespace) -> int:
                 "images_found": len(kept),
                 "images_missing": len(resolution.missing),
                 "samples": counts,
+                **({"attribute_samples": per_attribute} if "attribute" in tasks else {}),
             }
         )
     )

@@ -10,6 +10,9 @@ Standalone (numpy and scipy only; matplotlib for plots through the ``plot`` extr
 * :func:`evaluate` -> :class:`EvalReport`: every metric, percentile bootstrap intervals and
   per-group reports, as JSON or a printed table; :class:`MetricAccumulator` gathers batches
   (and other processes' accumulators) and evaluates through the same functions;
+* :func:`evaluate_attributes` -> :class:`AttributeEvaluation`: SRCC, PLCC and KRCC with
+  bootstrap intervals per attribute, from a scores file's ``score_<attribute>`` columns against
+  APDDv2's label CSV (empty labels skipped and counted); :func:`attribute_plot` draws them;
 * :func:`read_records` / :func:`join_by_id` for prediction and target files, and the
   ``artquant-eval`` command line.
 
@@ -32,11 +35,19 @@ from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from artquant_eval._accumulator import MetricAccumulator
+from artquant_eval._attributes import (
+    APDDV2_ATTRIBUTE_COLUMNS,
+    AttributeEvaluation,
+    AttributeResult,
+    attribute_id,
+    evaluate_attributes,
+    resolve_attributes,
+)
 from artquant_eval._distribution import js_divergence, kl_divergence, wasserstein_distance
 from artquant_eval._fitting import LogisticFit, fit_logistic, logistic4, logistic5
 from artquant_eval._functional import binary_accuracy, krcc, mae, mse, plcc, rmse, srcc
 from artquant_eval._io import DataFileError, JoinedScores, join_by_id, read_records
-from artquant_eval._plot import scatter_plot
+from artquant_eval._plot import attribute_plot, scatter_plot
 from artquant_eval._report import (
     METRICS,
     ConfidenceInterval,
@@ -57,7 +68,10 @@ except _PackageNotFoundError:  # imported from a source tree that was never inst
     __version__ = "0+unknown"
 
 __all__ = [
+    "APDDV2_ATTRIBUTE_COLUMNS",
     "METRICS",
+    "AttributeEvaluation",
+    "AttributeResult",
     "ConfidenceInterval",
     "ConstantInputError",
     "DataFileError",
@@ -70,8 +84,11 @@ __all__ = [
     "MetricInputError",
     "TooFewPairsError",
     "__version__",
+    "attribute_id",
+    "attribute_plot",
     "binary_accuracy",
     "evaluate",
+    "evaluate_attributes",
     "fit_logistic",
     "join_by_id",
     "js_divergence",
@@ -83,6 +100,7 @@ __all__ = [
     "mse",
     "plcc",
     "read_records",
+    "resolve_attributes",
     "rmse",
     "scatter_plot",
     "srcc",

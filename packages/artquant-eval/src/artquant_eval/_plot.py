@@ -27,6 +27,8 @@ from artquant_eval._validation import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from artquant_eval._attributes import AttributeEvaluation
+
 logger = logging.getLogger(__name__)
 
 _MAX_COLOURED_GROUPS = 10
@@ -141,4 +143,68 @@ def scatter_plot(
     return figure
 
 
-__all__ = ["scatter_plot"]
+def attribute_plot(
+    evaluation: AttributeEvaluation,
+    *,
+    path: str | Path | None = None,
+    title: str | None = None,
+) -> Figure:
+    """One figure of the per-attribute correlations, with their bootstrap intervals.
+
+    Each attribute is a row; SRCC, PLCC and KRCC are points side by side with the interval as
+    a horizontal bar (none without bootstrap); the row's label gives the pairs evaluated and
+    the rows skipped for an empty label. A dashed line marks each correlation's mean.
+
+    Args:
+        evaluation: The result of :func:`evaluate_attributes`.
+        path: Where to save the figure (format by suffix); None to only return it.
+        title: Title; default "Per-attribute correlations".
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ImportError: matplotlib is not installed (install the ``plot`` extra).
+    """
+    from artquant_eval._attributes import ATTRIBUTE_CORRELATIONS
+
+    figure_class = _figure_class()
+    results = list(evaluation.attributes.values())
+    height = 1.2 + 0.45 * max(len(results), 1)
+    figure = figure_class(figsize=(7.2, height), dpi=120, layout="constrained")
+    ax = figure.subplots()
+    rows = np.arange(len(results))[::-1]  # the first attribute on top
+    offsets = {"srcc": 0.22, "plcc": 0.0, "krcc": -0.22}
+    colours = {"srcc": "tab:blue", "plcc": "tab:orange", "krcc": "tab:green"}
+    for metric in ATTRIBUTE_CORRELATIONS:
+        ys, xs, lows, highs = [], [], [], []
+        for row, result in zip(rows, results, strict=True):
+            value = None if result.report is None else getattr(result.report, metric)
+            if value is None:
+                continue
+            ci = result.report.intervals.get(metric) if result.report is not None else None
+            ys.append(row + offsets[metric])
+            xs.append(value)
+            lows.append(value - ci.low if ci else 0.0)
+            highs.append(ci.high - value if ci else 0.0)
+        ax.errorbar(
+            xs, ys, xerr=[lows, highs], fmt="o", markersize=4, capsize=2,
+            color=colours[metric], label=metric.upper(),
+        )  # fmt: skip
+        if metric in evaluation.mean:
+            ax.axvline(evaluation.mean[metric], color=colours[metric], linestyle="--", alpha=0.5)
+    ax.set_yticks(rows)
+    ax.set_yticklabels(
+        [f"{r.id} (n={r.n}, {r.skipped_no_label} unlabelled)" for r in results], fontsize=8
+    )
+    ax.set_xlabel("correlation with the labels (bars: bootstrap interval; dashed: mean)")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(title or "Per-attribute correlations", fontsize=10)
+    if path is not None:
+        figure.savefig(path)
+        logger.info("wrote %s", path)
+    return figure
+
+
+__all__ = ["attribute_plot", "scatter_plot"]

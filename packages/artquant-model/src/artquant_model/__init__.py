@@ -8,6 +8,10 @@
   :func:`load_tokenizer`, :class:`MPLUGOwl2ImageProcessor`, the prompt constants);
 * level scoring as configuration (:class:`LevelSpec`, :data:`ARTQUANT_LEVELS`,
   :func:`level_scores`, :func:`score_images`);
+* the backbone layer (:mod:`artquant_model.backbones`): :func:`load_backbone` picks
+  :class:`MPLUGOwl2Backbone` or :class:`HFVisionLanguageBackbone` (Qwen2-VL, Qwen2.5-VL,
+  Qwen3-VL, Qwen3.5) from a checkpoint's ``model_type``; :class:`ScorerSpec` (level words,
+  values, named questions, resolution) travels with a model as ``artquant_spec.json``;
 * tiny random models and tokenizers for tests in :mod:`artquant_model.testing`.
 
 Example:
@@ -22,37 +26,28 @@ Example:
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
-from artquant_model.configuration_mplug_owl2 import (
+from artquant_model.backbones import (
+    Backbone,
+    UnsupportedModelError,
+    load_backbone,
+    stack_pixels,
+    supported_model_types,
+)
+from artquant_model.backbones.hf_vlm.backbone import HFVisionLanguageBackbone
+from artquant_model.backbones.hf_vlm.processing_hf_vlm import VisionBatch, VisionImageProcessor
+from artquant_model.backbones.mplug_owl2.backbone import MPLUGOwl2Backbone
+from artquant_model.backbones.mplug_owl2.configuration_mplug_owl2 import (
     MPLUGOwl2AbstractorConfig,
     MPLUGOwl2Config,
     MPLUGOwl2VisionConfig,
 )
-from artquant_model.levels import (
-    ARTQUANT_LEVELS,
-    LEVEL_PRESETS,
-    ONEALIGN_LEVELS,
-    QALIGN_LEVELS,
-    LevelScore,
-    LevelScores,
-    LevelSpec,
-    level_scores,
-    open_set_level_probs,
-)
-from artquant_model.loading import (
-    DTYPE_NAMES,
-    CheckpointError,
-    detect_checkpoint_format,
-    load_model,
-    lora_base_folder,
-    parse_dtype,
-)
-from artquant_model.modeling_mplug_owl2 import (
+from artquant_model.backbones.mplug_owl2.modeling_mplug_owl2 import (
     MPLUGOwl2ForCausalLM,
     MPLUGOwl2Model,
     MPLUGOwl2PreTrainedModel,
     MultimodalInputs,
 )
-from artquant_model.processing_mplug_owl2 import (
+from artquant_model.backbones.mplug_owl2.processing_mplug_owl2 import (
     ARTQUANT_SCORE_PROMPT,
     DEFAULT_IMAGE_TOKEN,
     DESCRIBE_PROMPT,
@@ -67,7 +62,36 @@ from artquant_model.processing_mplug_owl2 import (
     load_tokenizer,
     tokenizer_image_token,
 )
+from artquant_model.levels import (
+    ARTQUANT_LEVELS,
+    LEVEL_PRESETS,
+    ONEALIGN_LEVELS,
+    QALIGN_LEVELS,
+    LevelScore,
+    LevelScores,
+    LevelSpec,
+    first_token_ids,
+    level_scores,
+    open_set_level_probs,
+)
+from artquant_model.loading import (
+    DTYPE_NAMES,
+    CheckpointError,
+    detect_checkpoint_format,
+    load_model,
+    lora_base_folder,
+    parse_dtype,
+)
 from artquant_model.scoring import PromptPrefixCache, score_images, score_pixel_values
+from artquant_model.spec import (
+    ARTQUANT_SPEC,
+    SPEC_FILENAME,
+    SPEC_PRESETS,
+    Question,
+    Resolution,
+    ScorerSpec,
+    read_spec,
+)
 
 try:
     __version__ = _version("artquant-model")
@@ -77,6 +101,7 @@ except _PackageNotFoundError:  # imported from a source tree that was never inst
 __all__ = [
     "ARTQUANT_LEVELS",
     "ARTQUANT_SCORE_PROMPT",
+    "ARTQUANT_SPEC",
     "DEFAULT_IMAGE_TOKEN",
     "DESCRIBE_PROMPT",
     "DTYPE_NAMES",
@@ -86,13 +111,18 @@ __all__ = [
     "QALIGN_AESTHETICS_PROMPT",
     "QALIGN_LEVELS",
     "QALIGN_SCORE_PROMPT",
+    "SPEC_FILENAME",
+    "SPEC_PRESETS",
+    "Backbone",
     "CheckpointError",
+    "HFVisionLanguageBackbone",
     "ImageLoadError",
     "ImageProcessorConfig",
     "LevelScore",
     "LevelScores",
     "LevelSpec",
     "MPLUGOwl2AbstractorConfig",
+    "MPLUGOwl2Backbone",
     "MPLUGOwl2Config",
     "MPLUGOwl2ForCausalLM",
     "MPLUGOwl2ImageProcessor",
@@ -102,16 +132,27 @@ __all__ = [
     "MPLUGOwl2VisionConfig",
     "MultimodalInputs",
     "PromptPrefixCache",
+    "Question",
+    "Resolution",
+    "ScorerSpec",
+    "UnsupportedModelError",
+    "VisionBatch",
+    "VisionImageProcessor",
     "__version__",
     "detect_checkpoint_format",
+    "first_token_ids",
     "level_scores",
+    "load_backbone",
     "load_image",
     "load_model",
     "load_tokenizer",
     "lora_base_folder",
     "open_set_level_probs",
     "parse_dtype",
+    "read_spec",
     "score_images",
     "score_pixel_values",
+    "stack_pixels",
+    "supported_model_types",
     "tokenizer_image_token",
 ]

@@ -13,7 +13,14 @@ import string
 
 from transformers import PreTrainedTokenizerBase
 
-from artquant_model._tokenizer import BOS, EOS, SPIECE_UNDERLINE, UNK, build_backend, wrap_backend
+from artquant_model.backbones.mplug_owl2._tokenizer import (
+    BOS,
+    EOS,
+    SPIECE_UNDERLINE,
+    UNK,
+    build_backend,
+    wrap_backend,
+)
 
 #: Upper bound on the tiny vocabulary: the tiny model's `vocab_size` (testing.TINY_VOCAB_SIZE).
 TINY_TOKENIZER_MAX_SIZE = 512

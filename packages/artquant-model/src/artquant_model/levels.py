@@ -31,6 +31,57 @@ from artquant_model._prompts import (
 )
 
 
+def check_level_words(words: tuple[str, ...]) -> tuple[str, ...]:
+    """``words`` unchanged if each is non-empty without whitespace and all are distinct.
+
+    Raises:
+        ValueError: naming the bad or repeated words.
+    """
+    for word in words:
+        if not word or word != word.strip() or any(ch.isspace() for ch in word):
+            raise ValueError(
+                f"level word {word!r} must be non-empty without whitespace (the tokenizer "
+                "adds the leading word boundary itself)"
+            )
+    duplicates = sorted({word for word in words if words.count(word) > 1})
+    if duplicates:
+        raise ValueError(f"level words must be distinct; repeated: {duplicates}")
+    return words
+
+
+def check_finite_values(values: tuple[float, ...]) -> tuple[float, ...]:
+    """``values`` unchanged if all are finite.
+
+    Raises:
+        ValueError: naming the non-finite values.
+    """
+    bad = [value for value in values if not math.isfinite(value)]
+    if bad:
+        raise ValueError(f"level values must be finite, got {bad}")
+    return values
+
+
+def check_levels_on_scale(
+    words: tuple[str, ...], values: tuple[float, ...], scale: tuple[float, float]
+) -> None:
+    """Check one value per word, a finite ``(min, max)`` scale and every value inside it.
+
+    Raises:
+        ValueError: naming the counts, the scale or the values outside it.
+    """
+    if len(words) != len(values):
+        raise ValueError(
+            f"{len(words)} level words {list(words)} but {len(values)} values "
+            f"{list(values)}; the counts must be equal"
+        )
+    low, high = scale
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"scale must be finite (min, max) with min < max, got {scale}")
+    outside = [value for value in values if not low <= value <= high]
+    if outside:
+        raise ValueError(f"level values {outside} lie outside scale {scale}")
+
+
 class LevelSpec(BaseModel):
     """Level words, their values, the score range and the scoring prompt.
 
@@ -63,24 +114,12 @@ class LevelSpec(BaseModel):
     @field_validator("words")
     @classmethod
     def _words_clean(cls, words: tuple[str, ...]) -> tuple[str, ...]:
-        for word in words:
-            if not word or word != word.strip() or any(ch.isspace() for ch in word):
-                raise ValueError(
-                    f"level word {word!r} must be non-empty without whitespace (the tokenizer "
-                    "adds the leading word boundary itself)"
-                )
-        duplicates = sorted({word for word in words if words.count(word) > 1})
-        if duplicates:
-            raise ValueError(f"level words must be distinct; repeated: {duplicates}")
-        return words
+        return check_level_words(words)
 
     @field_validator("values")
     @classmethod
     def _values_finite(cls, values: tuple[float, ...]) -> tuple[float, ...]:
-        bad = [value for value in values if not math.isfinite(value)]
-        if bad:
-            raise ValueError(f"level values must be finite, got {bad}")
-        return values
+        return check_finite_values(values)
 
     @field_validator("prompt")
     @classmethod
@@ -94,17 +133,7 @@ class LevelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> LevelSpec:
-        if len(self.words) != len(self.values):
-            raise ValueError(
-                f"{len(self.words)} level words {list(self.words)} but {len(self.values)} values "
-                f"{list(self.values)}; the counts must be equal"
-            )
-        low, high = self.scale
-        if not (math.isfinite(low) and math.isfinite(high) and low < high):
-            raise ValueError(f"scale must be finite (min, max) with min < max, got {self.scale}")
-        outside = [value for value in self.values if not low <= value <= high]
-        if outside:
-            raise ValueError(f"level values {outside} lie outside scale {self.scale}")
+        check_levels_on_scale(self.words, self.values, self.scale)
         return self
 
     def token_ids(self, tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -144,6 +173,65 @@ class LevelSpec(BaseModel):
         if len(set(ids)) != len(ids):
             raise ValueError(f"level words {list(self.words)} map to repeated ids {ids}")
         return ids
+
+
+def first_token_ids(
+    tokenizer: PreTrainedTokenizerBase, words: Sequence[str], stem: str
+) -> list[int]:
+    """The first token of each level word as the tokenizer writes it after ``stem``.
+
+    ``stem + " " + word`` is tokenized and compared with ``stem`` alone: the token that follows
+    the stem's tokens is the word's first token, with its leading space (" good"), which is the
+    token the model must predict at the read position. This is how chat-template backbones
+    (Qwen-VL) read levels; words of several tokens are allowed, only their first token counts.
+
+    Args:
+        tokenizer: The model's tokenizer.
+        words: The level words, best first.
+        stem: The answer stem, "The quality of the painting is".
+
+    Returns:
+        The K ids, in word order.
+
+    Raises:
+        ValueError: A word adds no token after the stem, the tokenizer merges the stem's end
+            with a word (so no token boundary falls at the stem's end), or two words share a
+            first token (the message names them).
+
+    Example:
+        >>> from artquant_model.testing import tiny_tokenizer
+        >>> len(first_token_ids(tiny_tokenizer(), ("good", "bad"), "The quality is"))
+        2
+    """
+
+    def encode(text: str) -> list[int]:
+        return [int(i) for i in tokenizer(text, add_special_tokens=False).input_ids]
+
+    base = encode(stem)
+    ids: list[int] = []
+    for word in words:
+        full = encode(f"{stem} {word}")
+        if full[: len(base)] != base:
+            raise ValueError(
+                f"the tokenizer joins the end of the stem {stem!r} with level word {word!r} "
+                f"({full} does not start with the stem's {base}); end the stem at a word boundary"
+            )
+        if len(full) == len(base) or full[len(base)] == tokenizer.unk_token_id:
+            raise ValueError(f"level word {word!r} gives no known token after the stem {stem!r}")
+        ids.append(full[len(base)])
+    shared: dict[int, list[str]] = {}
+    for word, token in zip(words, ids, strict=True):
+        shared.setdefault(token, []).append(word)
+    clashes = {tuple(group): token for token, group in shared.items() if len(group) > 1}
+    if clashes:
+        described = "; ".join(
+            f"{list(group)} all start with token {token} {tokenizer.convert_ids_to_tokens(token)!r}"
+            for group, token in clashes.items()
+        )
+        raise ValueError(
+            f"level words must start with distinct tokens after the stem {stem!r}: {described}"
+        )
+    return ids
 
 
 #: ArtQuant: excellent/good/fair/poor/bad -> 10/7.5/5/3.5/1 on a 1-10 scale, ArtQuant's prompt.
@@ -303,6 +391,7 @@ __all__ = [
     "LevelScore",
     "LevelScores",
     "LevelSpec",
+    "first_token_ids",
     "level_scores",
     "open_set_level_probs",
 ]

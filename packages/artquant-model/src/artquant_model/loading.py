@@ -30,8 +30,8 @@ from safetensors import safe_open
 from torch import nn
 from transformers.utils import logging as hf_logging
 
-from artquant_model.configuration_mplug_owl2 import MPLUGOwl2Config
-from artquant_model.modeling_mplug_owl2 import (
+from artquant_model.backbones.mplug_owl2.configuration_mplug_owl2 import MPLUGOwl2Config
+from artquant_model.backbones.mplug_owl2.modeling_mplug_owl2 import (
     MPLUGOwl2AbstractorAttention,
     MPLUGOwl2ForCausalLM,
     MPLUGOwl2RotaryEmbedding,

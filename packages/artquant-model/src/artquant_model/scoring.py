@@ -9,7 +9,7 @@ its batch-of-one result; the prompt's text before the image can be computed once
 
 Example:
     >>> from artquant_model.testing import tiny_model, tiny_tokenizer
-    >>> from artquant_model.processing_mplug_owl2 import MPLUGOwl2ImageProcessor, MPLUGOwl2Processor
+    >>> from artquant_model import MPLUGOwl2ImageProcessor, MPLUGOwl2Processor
     >>> import numpy as np
     >>> processor = MPLUGOwl2Processor(tiny_tokenizer(), MPLUGOwl2ImageProcessor(image_size=28))
     >>> [result] = score_images(tiny_model(), processor, [np.zeros((8, 8, 3), np.uint8)])
@@ -29,6 +29,8 @@ from transformers.utils.logging import tqdm
 
 from artquant_model._images import DEFAULT_MAX_PIXELS
 from artquant_model._prompts import IMAGE_TOKEN_INDEX
+from artquant_model.backbones.mplug_owl2.modeling_mplug_owl2 import MPLUGOwl2ForCausalLM
+from artquant_model.backbones.mplug_owl2.processing_mplug_owl2 import MPLUGOwl2Processor
 from artquant_model.levels import (
     ARTQUANT_LEVELS,
     LevelScore,
@@ -37,8 +39,6 @@ from artquant_model.levels import (
     level_scores,
     open_set_level_probs,
 )
-from artquant_model.modeling_mplug_owl2 import MPLUGOwl2ForCausalLM
-from artquant_model.processing_mplug_owl2 import MPLUGOwl2Processor
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class PromptPrefixCache:
     Example:
         >>> from artquant_model.testing import tiny_model, tiny_tokenizer
         >>> from artquant_model.levels import ARTQUANT_LEVELS
-        >>> from artquant_model.processing_mplug_owl2 import tokenizer_image_token
+        >>> from artquant_model import tokenizer_image_token
         >>> tokenizer, model, cache = tiny_tokenizer(), tiny_model(), PromptPrefixCache()
         >>> ids = tokenizer_image_token(ARTQUANT_LEVELS.prompt, tokenizer)
         >>> level_ids = ARTQUANT_LEVELS.token_ids(tokenizer)
@@ -225,7 +225,7 @@ def score_pixel_values(
     Example:
         >>> from artquant_model.testing import tiny_model, tiny_tokenizer
         >>> from artquant_model.levels import ARTQUANT_LEVELS
-        >>> from artquant_model.processing_mplug_owl2 import tokenizer_image_token
+        >>> from artquant_model import tokenizer_image_token
         >>> tokenizer = tiny_tokenizer()
         >>> ids = tokenizer_image_token(ARTQUANT_LEVELS.prompt, tokenizer)
         >>> level_ids = ARTQUANT_LEVELS.token_ids(tokenizer)
@@ -346,7 +346,7 @@ def score_images(
 
     Example:
         >>> from artquant_model.testing import tiny_model, tiny_tokenizer
-        >>> from artquant_model.processing_mplug_owl2 import MPLUGOwl2ImageProcessor
+        >>> from artquant_model import MPLUGOwl2ImageProcessor
         >>> processor = MPLUGOwl2Processor(tiny_tokenizer(), MPLUGOwl2ImageProcessor(image_size=28))
         >>> results = score_images(tiny_model(), processor, [b"not an image"])  # doctest: +SKIP
     """

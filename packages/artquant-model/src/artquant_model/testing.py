@@ -1,4 +1,8 @@
-"""Tiny random mPLUG-Owl2 models (and tokenizers) for tests: ours, other packages' and users'.
+"""Tiny random models (and tokenizers) for tests: ours, other packages' and users'.
+
+mPLUG-Owl2 (below) and the Qwen-VL families (:func:`tiny_vlm_model`, :func:`save_tiny_vlm`:
+~5 M parameters, nearly all of them Qwen2's 151,936-token embedding table, so the real Qwen2
+tokenizer fits; :func:`reference_vlm_scores` is the plain transformers scoring procedure).
 
 Everything here builds in well under a second on a CPU. The tiny model keeps the real architecture
 (ViT with interleaved QKV, abstractor with sin-cos tables, multiway LLaMA) at toy sizes: 28 px
@@ -16,16 +20,36 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from artquant_model.configuration_mplug_owl2 import MPLUGOwl2Config
-from artquant_model.modeling_mplug_owl2 import MPLUGOwl2ForCausalLM
+from artquant_model._tiny_vlm import (
+    QWEN2_VISION_TOKENS,
+    QWEN2_VOCAB_SIZE,
+    TINY_VLM_MODEL_TYPES,
+    plain_vlm_scores,
+    reference_vlm_scores,
+    save_tiny_vlm,
+    tiny_preprocessor_config,
+    tiny_vlm_config,
+    tiny_vlm_model,
+)
+from artquant_model.backbones.mplug_owl2.configuration_mplug_owl2 import MPLUGOwl2Config
+from artquant_model.backbones.mplug_owl2.modeling_mplug_owl2 import MPLUGOwl2ForCausalLM
 
 __all__ = [
+    "QWEN2_VISION_TOKENS",
+    "QWEN2_VOCAB_SIZE",
+    "TINY_VLM_MODEL_TYPES",
     "TINY_VOCAB_SIZE",
+    "plain_vlm_scores",
+    "reference_vlm_scores",
     "save_tiny_checkpoint",
     "save_tiny_model",
+    "save_tiny_vlm",
     "tiny_config",
     "tiny_model",
+    "tiny_preprocessor_config",
     "tiny_tokenizer",
+    "tiny_vlm_config",
+    "tiny_vlm_model",
 ]
 
 #: Vocabulary size of the tiny model; the tiny tokenizer's ids must stay below it.
@@ -208,7 +232,10 @@ def tiny_tokenizer() -> PreTrainedTokenizerBase:
 
 def _save_tiny_processor(directory: Path) -> None:
     """Tokenizer and preprocessor files of the tiny checkpoint (M2's part; 28 px pictures)."""
-    from artquant_model.processing_mplug_owl2 import MPLUGOwl2ImageProcessor, MPLUGOwl2Processor
+    from artquant_model.backbones.mplug_owl2.processing_mplug_owl2 import (
+        MPLUGOwl2ImageProcessor,
+        MPLUGOwl2Processor,
+    )
 
     image_size = tiny_config().vision_config.image_size
     processor = MPLUGOwl2Processor(tiny_tokenizer(), MPLUGOwl2ImageProcessor(image_size=image_size))

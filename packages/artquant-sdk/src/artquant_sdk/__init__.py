@@ -12,6 +12,8 @@ One class does the work::
 Scores are on the model's own scale, named in each result: 1–10 for ArtQuant, 1–5 for OneAlign,
 0–1 for the Q-Align scorer prompt. The ``artquant`` command (``artquant_sdk.cli``) scores folders
 robustly into CSV/JSONL; ``artquant models`` lists the ModelZoo (:func:`list_models`).
+For collections that need a cluster, :func:`artquant_sdk.ray.score_dataset` (the ``[ray]`` extra;
+``artquant score --engine ray``) runs the same scoring as a Ray Data pipeline into Parquet.
 """
 
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError

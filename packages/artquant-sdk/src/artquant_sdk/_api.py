@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,7 +21,7 @@ from artquant_sdk._types import ScoreResult
 from artquant_sdk._zoo import LEVEL_PRESETS, ModelCard, ResolvedWeights, resolve_weights
 
 if TYPE_CHECKING:  # artquant_model (and transformers) load lazily: `artquant models` stays fast
-    from artquant_model import LevelSpec, MPLUGOwl2Processor
+    from artquant_model import Backbone, LevelSpec, MPLUGOwl2Processor, ScorerSpec
 
 __all__ = ["ArtQuant", "level_preset"]
 
@@ -78,7 +79,9 @@ def speed_options(
     Raises:
         ValueError: Either value is not allowed; the message lists what is.
     """
-    from artquant_model.configuration_mplug_owl2 import VISUAL_ATTN_IMPLEMENTATIONS
+    from artquant_model.backbones.mplug_owl2.configuration_mplug_owl2 import (
+        VISUAL_ATTN_IMPLEMENTATIONS,
+    )
 
     attention = "sdpa" if visual_attn_implementation is None else visual_attn_implementation
     if attention not in VISUAL_ATTN_IMPLEMENTATIONS:
@@ -121,18 +124,117 @@ def _find_tokenizer(
     )
 
 
-class ArtQuant:
-    """An ArtQuant-family scorer: an mPLUG-Owl2 model, its processor and its level words.
+def _levels_spec(levels: object) -> ScorerSpec | None:
+    """The ``levels=`` argument as a ``ScorerSpec`` (None: not given)."""
+    import artquant_model
+    from artquant_model.backbones.mplug_owl2.backbone import spec_from_level_spec
 
-    Build it with :meth:`from_pretrained`. Scores are read Q-Align style in one forward pass: the
-    softmax over the logits of the level words at the answer position, dotted with the level
-    values. The scale is the model's own and is named in every result (``ScoreResult.scale``):
-    1–10 for ArtQuant, 1–5 for OneAlign, 0–1 for the Q-Align scorer prompt.
+    if levels is None:
+        return None
+    if isinstance(levels, str):
+        level_preset(levels)  # an unknown name fails here, listing the presets
+        return artquant_model.SPEC_PRESETS[levels]
+    if isinstance(levels, artquant_model.ScorerSpec):
+        return levels
+    if isinstance(levels, artquant_model.LevelSpec):
+        return spec_from_level_spec(levels)
+    raise ValueError(
+        f"levels must be a preset name {list(LEVEL_PRESETS)}, an artquant_model.LevelSpec or "
+        f"an artquant_model.ScorerSpec; got {type(levels).__name__}"
+    )
+
+
+def _card_spec(card: ModelCard) -> ScorerSpec:
+    """The spec a ModelZoo entry names (its ``levels`` preset, checked against its fields)."""
+    import artquant_model
+
+    if card.prompt is None:  # a chat-template base: the preset's question and stem
+        preset = artquant_model.SPEC_PRESETS[card.levels]
+        if tuple(map(float, preset.scale)) != tuple(card.scale):
+            raise ManifestError(
+                f"ModelZoo entry {card.name!r} says scale {card.scale}, but level preset "
+                f"{card.levels!r} has scale {tuple(preset.scale)}; fix the manifest"
+            )
+        return preset
+    _card_levels(card)  # an mPLUG-Owl2 entry's prompt must be its preset's
+    return artquant_model.SPEC_PRESETS[card.levels]
+
+
+def _load_mplug_owl2(
+    path: Path,
+    base: Path | None,
+    card: ModelCard | None,
+    tokenizer: str | os.PathLike[str] | None,
+    *,
+    local_files_only: bool,
+    dtype: torch.dtype,
+    device: torch.device,
+    attn_implementation: str,
+    spec: ScorerSpec | None,
+    visual_attention: str,
+    vision_steps: int | None,
+) -> Backbone:
+    """An mPLUG-Owl2 backbone as the SDK has always loaded it (tokenizer search, speed options)."""
+    from artquant_model import (
+        ARTQUANT_SPEC,
+        MPLUGOwl2Backbone,
+        MPLUGOwl2Processor,
+        detect_checkpoint_format,
+        load_model,
+        load_tokenizer,
+        read_spec,
+    )
+
+    detect_checkpoint_format(path)  # a clear error for a folder that is no checkpoint
+    folders = [path] + ([base] if base is not None else [])
+    if (
+        tokenizer is None
+        and card is not None
+        and card.tokenizer_from is not None
+        and not any(_has_tokenizer(f) for f in folders)
+    ):
+        folders.append(resolve_weights(card.tokenizer_from, local_files_only=local_files_only).path)
+    tokenizer_path = _find_tokenizer(tokenizer, folders)
+    if spec is None:
+        spec = next((s for s in map(read_spec, folders[:2]) if s is not None), ARTQUANT_SPEC)
+    model = load_model(
+        path, base=base, dtype=dtype, device=device, attn_implementation=attn_implementation
+    )
+    model.config.visual_attn_implementation = visual_attention
+    model.model.vision_batch_size = vision_steps
+    model.eval()
+    processor_dir = next((f for f in folders if (f / "preprocessor_config.json").is_file()), path)
+    processor = MPLUGOwl2Processor.from_pretrained(
+        processor_dir, tokenizer=load_tokenizer(tokenizer_path)
+    )
+    return MPLUGOwl2Backbone(model, processor, spec)
+
+
+@dataclass(frozen=True)
+class _ProcessorView:
+    """``scorer.processor`` of a backbone without an mPLUG-Owl2 processor object."""
+
+    tokenizer: Any
+    image_processor: Any
+
+
+class ArtQuant:
+    """An ArtQuant-family scorer on any supported backbone.
+
+    Build it with :meth:`from_pretrained`, which picks the backbone from the checkpoint's
+    ``config.json`` (``model_type``): mPLUG-Owl2 (ArtQuant, Q-Align / OneAlign, DeQA-Score) or a
+    transformers image-text-to-text model (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5). Scores are
+    read Q-Align style in one forward pass: the softmax over the logits of the level words at
+    the answer position, dotted with the level values. The scale is the model's own and is named
+    in every result (``ScoreResult.scale``): 1–10 for ArtQuant, 1–5 for OneAlign, 0–1 for the
+    Q-Align scorer prompt.
 
     Attributes:
-        model: The ``MPLUGOwl2ForCausalLM`` (LoRA merged), in eval mode.
-        processor: The ``MPLUGOwl2Processor`` (tokenizer and image processor).
-        level_spec: The ``LevelSpec``: words, values, scale and scoring prompt.
+        backbone: The ``artquant_model.Backbone`` (model, tokenizer, preprocessing, spec).
+        model: The backbone's model (LoRA merged), in eval mode.
+        processor: ``.tokenizer`` and ``.image_processor`` (for mPLUG-Owl2 its
+            ``MPLUGOwl2Processor``).
+        spec: The ``artquant_model.ScorerSpec``: words, values, scale, questions.
         device: Where the model runs.
         dtype: The compute dtype.
 
@@ -146,32 +248,51 @@ class ArtQuant:
     def __init__(
         self,
         model: Any,
-        processor: MPLUGOwl2Processor,
-        level_spec: LevelSpec,
+        processor: MPLUGOwl2Processor | None = None,
+        level_spec: LevelSpec | None = None,
         *,
         name: str = "",
     ) -> None:
-        self.model = model
-        self.processor = processor
-        self.level_spec = level_spec
-        self.name = name
-        parameter = next(model.parameters())
-        self.device: torch.device = parameter.device
-        self.dtype: torch.dtype = parameter.dtype
-        from artquant_model import tokenizer_image_token
+        """Wrap a loaded backbone, or (the older form) an mPLUG-Owl2 model, its processor and
+        a ``LevelSpec``."""
+        from artquant_model import Backbone, MPLUGOwl2Backbone
+        from artquant_model.backbones.mplug_owl2.backbone import spec_from_level_spec
 
-        tokenizer = processor.tokenizer
-        self._level_ids = torch.tensor(level_spec.token_ids(tokenizer), dtype=torch.long)
-        self._values = torch.tensor(list(level_spec.values), dtype=torch.float64)
-        # LevelSpec (frozen, validated) already holds exactly one <|image|> in its prompt.
-        self._prompt_ids = torch.tensor(
-            tokenizer_image_token(level_spec.prompt, tokenizer), dtype=torch.long
+        if isinstance(model, Backbone):
+            if processor is not None or level_spec is not None:
+                raise ValueError("processor and level_spec are part of a Backbone; pass none")
+            backbone = model
+        else:
+            if processor is None:
+                raise ValueError("an mPLUG-Owl2 model needs its MPLUGOwl2Processor")
+            spec = spec_from_level_spec(level_spec) if level_spec is not None else None
+            backbone = MPLUGOwl2Backbone(model, processor, *([spec] if spec else []))
+        self.backbone: Backbone = backbone
+        self.model = backbone.model
+        self.processor = getattr(backbone, "processor", None) or _ProcessorView(
+            backbone.tokenizer, backbone.image_processor
         )
-        from artquant_model import PromptPrefixCache
+        self.spec: ScorerSpec = backbone.spec
+        self.name = name
+        self.device: torch.device = backbone.device
+        self.dtype: torch.dtype = backbone.dtype
 
-        # The prompt's text before the image is the same for every image: its keys and values
-        # are computed once (and again only if the prompt or a weight changes).
-        self._prefix_cache = PromptPrefixCache()
+    @property
+    def level_spec(self) -> Any:
+        """mPLUG-Owl2: the ``LevelSpec`` of the score (with its full prompt); other backbones:
+        the ``ScorerSpec`` (both have ``name``, ``words``, ``values`` and ``scale``)."""
+        getter = getattr(self.backbone, "level_spec", None)
+        return getter() if callable(getter) else self.spec
+
+    @property
+    def _prefix_cache(self) -> Any:
+        """mPLUG-Owl2's cache of the prompt's text before the picture."""
+        return getattr(self.backbone, "prefix_cache", None)
+
+    @property
+    def _prompt_ids(self) -> torch.Tensor:
+        """mPLUG-Owl2: the scoring prompt's ids (with -200 where the picture goes)."""
+        return self.backbone.prompt_ids()  # type: ignore[attr-defined,no-any-return]
 
     @classmethod
     def from_pretrained(
@@ -231,14 +352,8 @@ class ArtQuant:
                 given for a full checkpoint, or a LoRA release without a base.
             FileNotFoundError: No tokenizer could be found.
         """
-        import artquant_model
-        from artquant_model import (
-            MPLUGOwl2Processor,
-            detect_checkpoint_format,
-            load_model,
-            load_tokenizer,
-            lora_base_folder,
-        )
+        from artquant_model import lora_base_folder
+        from artquant_model.backbones import checkpoint_model_type, family_of
 
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
@@ -246,19 +361,19 @@ class ArtQuant:
         visual_attention, vision_steps = speed_options(
             torch_device, visual_attn_implementation, vision_batch_size
         )
+        spec = _levels_spec(levels)
         weights = resolve_weights(
             name_or_path, revision=revision, local_files_only=local_files_only
         )
         card = weights.card
-        checkpoint_format = detect_checkpoint_format(weights.path)
         base_weights: ResolvedWeights | None = None
-        if checkpoint_format == "lora":
+        if (weights.path / "adapter_config.json").is_file():
             base_name = base if base is not None else (card.base if card else None)
             if base_name is None:
                 base_name = lora_base_folder(weights.path)
             if base_name is None:
                 raise ValueError(
-                    f"{weights.path} is an ArtQuant LoRA release and its adapter_config.json "
+                    f"{weights.path} is a LoRA release / adapter and its adapter_config.json "
                     "names no local base folder; pass base=<the full base checkpoint> (for "
                     "ArtQuant: 'mplug-owl2-llama2-7b' or its folder)"
                 )
@@ -268,71 +383,70 @@ class ArtQuant:
                 f"base={os.fspath(base)!r} was given but {weights.path} is a full checkpoint; "
                 "base is only for LoRA releases"
             )
-        folders = [weights.path] + ([base_weights.path] if base_weights else [])
-        if (
-            tokenizer is None
-            and card is not None
-            and card.tokenizer_from is not None
-            and not any(_has_tokenizer(f) for f in folders)
-        ):
-            folders.append(
-                resolve_weights(card.tokenizer_from, local_files_only=local_files_only).path
-            )
-        tokenizer_path = _find_tokenizer(tokenizer, folders)
-
-        if levels is None:
-            level_spec = _card_levels(card) if card is not None else level_preset("artquant")
-        elif isinstance(levels, str):
-            level_spec = level_preset(levels)
-        elif isinstance(levels, artquant_model.LevelSpec):
-            level_spec = levels
-        else:
-            raise ValueError(
-                f"levels must be a preset name {list(LEVEL_PRESETS)} or an "
-                f"artquant_model.LevelSpec; got {type(levels).__name__}"
-            )
-
+        base_path = base_weights.path if base_weights else None
+        # An unknown model_type fails here, naming the supported ones.
+        family = family_of(checkpoint_model_type(weights.path, base_path))
+        if spec is None and card is not None:
+            spec = _card_spec(card)
+        name = card.name if card else str(weights.path)
         logger.info(
             "loading %s (%s%s) on %s in %s",
             weights.path,
-            checkpoint_format,
-            f" over {base_weights.path}" if base_weights else "",
+            family,
+            f" over {base_path}" if base_path else "",
             torch_device,
             torch_dtype,
         )
-        model = load_model(
-            weights.path,
-            base=base_weights.path if base_weights else None,
-            dtype=torch_dtype,
-            device=torch_device,
-            attn_implementation=attn_implementation,
+        if family != "mplug_owl2":
+            from artquant_model import load_backbone
+
+            if tokenizer is not None:
+                raise ValueError(
+                    "tokenizer= applies to mPLUG-Owl2 checkpoints only; a "
+                    f"{family} checkpoint carries its tokenizer and chat template"
+                )
+            backbone = load_backbone(
+                weights.path,
+                base=base_path,
+                dtype=torch_dtype,
+                device=torch_device,
+                attn_implementation=attn_implementation,
+                spec=spec,
+            )
+            return cls(backbone, name=name)
+        return cls(
+            _load_mplug_owl2(
+                weights.path,
+                base_path,
+                card,
+                tokenizer,
+                local_files_only=local_files_only,
+                dtype=torch_dtype,
+                device=torch_device,
+                attn_implementation=attn_implementation,
+                spec=spec,
+                visual_attention=visual_attention,
+                vision_steps=vision_steps,
+            ),
+            name=name,
         )
-        model.config.visual_attn_implementation = visual_attention
-        model.model.vision_batch_size = vision_steps
-        model.eval()
-        processor_dir = next(
-            (f for f in folders if (f / "preprocessor_config.json").is_file()), weights.path
-        )
-        processor = MPLUGOwl2Processor.from_pretrained(
-            processor_dir, tokenizer=load_tokenizer(tokenizer_path)
-        )
-        return cls(model, processor, level_spec, name=card.name if card else str(weights.path))
 
     @property
     def scale(self) -> tuple[float, float]:
         """``(min, max)`` of the scores of this model."""
-        low, high = self.level_spec.scale
+        low, high = self.spec.scale
         return float(low), float(high)
 
     @property
     def level_words(self) -> list[str]:
         """The level words in level order (the order of ``ScoreResult.probs``)."""
-        return list(self.level_spec.words)
+        return list(self.spec.words)
 
     def preprocess(
         self, images: list[Any], *, max_pixels: int | None = None, num_threads: int = 1
-    ) -> torch.Tensor:
-        """Pixels ``[N, 3, S, S]`` (float32, CPU) for a list of images.
+    ) -> Any:
+        """The backbone's pixels for a list of images: mPLUG-Owl2 ``[N, 3, S, S]`` float32,
+        the Qwen-VL families an ``artquant_model.VisionBatch`` (patches and grids), on the CPU.
 
         Args:
             images: PIL images (or anything ``artquant_model.load_image`` reads).
@@ -340,7 +454,7 @@ class ArtQuant:
             num_threads: Images decoded and resized at once; the pixels do not depend on it.
         """
         limit = {} if max_pixels is None else {"max_pixels": max_pixels}
-        return self.processor.image_processor(images, num_threads=num_threads, **limit)
+        return self.backbone.image_processor(images, num_threads=num_threads, **limit)
 
     def default_decode_threads(self) -> int:
         """Threads :meth:`score` decodes with by default.
@@ -354,33 +468,19 @@ class ArtQuant:
             return max(1, torch.get_num_threads())
         return max(1, min(16, os.cpu_count() or 1))
 
-    @torch.inference_mode()
-    def score_pixel_values(
-        self, pixel_values: torch.Tensor
-    ) -> list[tuple[float, float, list[float]]]:
-        """Score preprocessed pixels.
+    def score_pixel_values(self, pixel_values: Any) -> list[tuple[float, float, list[float]]]:
+        """Score preprocessed pixels (one forward pass; only the level rows of the LM head).
 
         Args:
-            pixel_values: ``[N, 3, S, S]`` as returned by :meth:`preprocess`.
+            pixel_values: As returned by :meth:`preprocess` (pinned memory copies to a GPU
+                asynchronously).
 
         Returns:
             Per image ``(score, std, probs)`` with probs in level order, all computed in float64
             from the level logits.
         """
-        from artquant_model.scoring import score_pixel_values
-
-        n = pixel_values.shape[0]
-        input_ids = self._prompt_ids.unsqueeze(0).expand(n, -1).to(self.device)
-        result = score_pixel_values(
-            self.model,
-            input_ids,
-            # pinned pixels (from the decode workers) copy asynchronously; then cast on device
-            pixel_values.to(self.device, non_blocking=True).to(self.dtype),
-            self._level_ids.to(self.device),
-            self._values,
-            open_set=False,
-            prefix_cache=self._prefix_cache,
-        )
+        result = self.backbone.score(pixel_values)
+        n = len(result.score)
         scores = result.score.double().cpu().reshape(n).tolist()
         stds = result.std.double().cpu().reshape(n).tolist()
         probs = result.probs.double().cpu().reshape(n, -1).tolist()
@@ -471,7 +571,7 @@ class ArtQuant:
         self, image: ImageInput, *, max_new_tokens: int = 512, prompt: str | None = None
     ) -> list[int]:
         """The token ids of :meth:`describe`'s answer (greedy decoding)."""
-        from artquant_model import DESCRIBE_PROMPT, load_image, tokenizer_image_token
+        from artquant_model import MPLUGOwl2Backbone, load_image
 
         if (
             not isinstance(max_new_tokens, int)
@@ -479,26 +579,20 @@ class ArtQuant:
             or (max_new_tokens < 1)
         ):
             raise ValueError(f"max_new_tokens must be a positive integer; got {max_new_tokens!r}")
-        text = DESCRIBE_PROMPT if prompt is None else prompt
-        if text.count(_IMAGE_TOKEN) != 1:
+        if (
+            isinstance(self.backbone, MPLUGOwl2Backbone)
+            and prompt is not None
+            and prompt.count(_IMAGE_TOKEN) != 1
+        ):
             raise ValueError(
                 f"prompt must hold {_IMAGE_TOKEN!r} exactly once, where the image goes; "
-                f"got {text!r}"
+                f"got {prompt!r}"
             )
         if isinstance(image, list | tuple):
             raise TypeError("describe takes one image, not a list; call it once per image")
         ((_, source),) = as_image_list(image)
         pixels = self.preprocess([load_image(source)])
-        ids = torch.tensor([tokenizer_image_token(text, self.processor.tokenizer)])
-        with torch.inference_mode():
-            out = self.model.generate(
-                input_ids=ids.to(self.device),
-                images=pixels.to(self.device, self.dtype),
-                attention_mask=torch.ones_like(ids).to(self.device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-            )
-        return [int(t) for t in out[0, ids.shape[1] :].tolist()]
+        return self.backbone.generate(pixels, prompt, max_new_tokens=max_new_tokens)
 
     def describe(
         self, image: ImageInput, *, max_new_tokens: int = 512, prompt: str | None = None
@@ -508,8 +602,10 @@ class ArtQuant:
         Args:
             image: One image (path, PIL image, array or bytes).
             max_new_tokens: The most tokens to generate.
-            prompt: The full prompt with ``<|image|>`` where the image goes; default
-                ``artquant_model.DESCRIBE_PROMPT``.
+            prompt: mPLUG-Owl2: the full prompt with ``<|image|>`` where the image goes
+                (default ``artquant_model.DESCRIBE_PROMPT``); chat-template backbones: the
+                user's question, rendered with the picture by the model's chat template
+                (default "Describe this painting.").
 
         Returns:
             The generated text (greedy decoding), without the prompt.
@@ -521,7 +617,7 @@ class ArtQuant:
             >>> print(scorer.describe("painting.jpg"))  # doctest: +SKIP
         """
         ids = self.describe_ids(image, max_new_tokens=max_new_tokens, prompt=prompt)
-        return str(self.processor.tokenizer.decode(ids, skip_special_tokens=True)).strip()
+        return self.backbone.decode(ids)
 
     def __repr__(self) -> str:
         return (

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -37,11 +38,12 @@ Preprocess = Callable[..., torch.Tensor]
 
 @dataclass
 class Decoded:
-    """One file after decoding: its pixels ``[3, S, S]`` or the reason it has none."""
+    """One file after decoding: its pixels (``[3, S, S]``, or a one-picture ``VisionBatch`` for
+    the Qwen-VL families) or the reason it has none."""
 
     index: int
     image: str
-    pixel_values: torch.Tensor | None
+    pixel_values: Any | None
     error: str | None
 
 
@@ -93,12 +95,12 @@ class DecodedBatch:
     Attributes:
         items: Every file of the batch; ``pixel_values`` of a readable one is its row of
             :attr:`pixel_values`.
-        pixel_values: ``[n_readable, 3, S, S]`` in the order of the readable items, or None when
-            no file of the batch could be read.
+        pixel_values: The readable items' pixels stacked in their order (``[n, 3, S, S]``, or
+            a ``VisionBatch``), or None when no file of the batch could be read.
     """
 
     items: list[Decoded]
-    pixel_values: torch.Tensor | None
+    pixel_values: Any | None
 
     @classmethod
     def collate(cls, items: list[Decoded]) -> DecodedBatch:
@@ -106,7 +108,9 @@ class DecodedBatch:
         readable = [d for d in items if d.pixel_values is not None]
         if not readable:
             return cls(items, None)
-        stacked = torch.stack([d.pixel_values for d in readable])  # type: ignore[misc]
+        from artquant_model import stack_pixels
+
+        stacked = stack_pixels([d.pixel_values for d in readable])
         return cls(items, stacked)._share_rows()
 
     def pin_memory(self) -> DecodedBatch:

@@ -79,13 +79,14 @@ class ModelCard(BaseModel):
     tokenizer_from: str | None = None
     levels: Literal["artquant", "qalign", "onealign"]
     scale: tuple[float, float]
-    prompt: str
+    prompt: str | None = None
     licence: str
     paper: str | None = None
     code: str | None = None
     allow_patterns: tuple[str, ...] = ()
     reported: tuple[ReportedResult, ...] = ()
     reported_note: str | None = None
+    verified: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> ModelCard:
@@ -99,7 +100,7 @@ class ModelCard(BaseModel):
             )
         if not self.scale[0] < self.scale[1]:
             raise ValueError(f"scale {self.scale} of {self.name!r} must be [min, max], min < max")
-        if self.prompt.count(_IMAGE_TOKEN) != 1:
+        if self.prompt is not None and self.prompt.count(_IMAGE_TOKEN) != 1:
             raise ValueError(f"prompt of {self.name!r} must hold {_IMAGE_TOKEN!r} exactly once")
         if not self.reported and not self.reported_note:
             raise ValueError(f"model {self.name!r} reports no results; say why in 'reported_note'")
@@ -199,7 +200,7 @@ def list_models() -> list[ModelCard]:
     """Every model of the manifest in use, in manifest order.
 
     Example:
-        >>> [card.name for card in list_models()]
+        >>> [card.name for card in list_models()][:3]
         ['artquant-apdd', 'one-align', 'mplug-owl2-llama2-7b']
     """
     return list(load_manifest().models.values())

@@ -86,6 +86,88 @@ def _default_workers(scorer: Any) -> int:
     return max(0, min(cap, (os.cpu_count() or 1) - 1))
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from error
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be a finite number >= 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 must be greater than 0")
+    return value
+
+
+# Options of --engine ray only (all default to None, so "given" is "not None").
+_RAY_OPTIONS = (
+    "ray_address",
+    "actors",
+    "gpus_per_actor",
+    "cpus_per_actor",
+    "path_column",
+    "bytes_column",
+    "id_column",
+)
+# Options of --engine local only.
+_LOCAL_OPTIONS = ("workers", "decode_threads", "merge_timeout")
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _add_ray_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "Ray engine", "with --engine ray (needs the artquant-sdk[ray] extra; --out x.parquet)"
+    )
+    group.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local (default): this process; ray: a Ray Data pipeline on a Ray cluster, "
+        "output Parquet; PATHS may also be globs, URIs, Parquet/CSV manifests and tar shards",
+    )
+    group.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="the cluster to join (auto, ray://host:10001); default RAY_ADDRESS, else a new "
+        "local Ray instance",
+    )
+    group.add_argument(
+        "--actors",
+        type=_positive_int,
+        metavar="N",
+        help="scoring actors, each loading the model once (default: GPUs / --gpus-per-actor, "
+        "else 1)",
+    )
+    group.add_argument(
+        "--gpus-per-actor",
+        type=_non_negative_float,
+        metavar="G",
+        help="GPUs per actor, fractions share a GPU (default 1 where the cluster has GPUs, else 0)",
+    )
+    group.add_argument(
+        "--cpus-per-actor",
+        type=_positive_float,
+        metavar="C",
+        help="CPUs per actor, also its torch threads (default 1)",
+    )
+    group.add_argument("--path-column", metavar="NAME", help="manifests: paths (default path)")
+    group.add_argument(
+        "--bytes-column", metavar="NAME", help="Parquet manifests: encoded pictures (default bytes)"
+    )
+    group.add_argument(
+        "--id-column",
+        metavar="NAME",
+        help="manifests: ids (default the path, or <manifest>#<row> for bytes)",
+    )
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
@@ -191,11 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="with several processes: seconds rank 0 waits for the others (default no limit)",
     )
+    _add_ray_options(score)
     _add_model_options(score)
 
     describe = sub.add_parser("describe", help="describe one image in words")
     describe.add_argument("image", help="image file")
-    describe.add_argument("--prompt", help="full prompt with <|image|> (default: the model's)")
+    describe.add_argument(
+        "--prompt",
+        help="mPLUG-Owl2: the full prompt with <|image|>; chat models (Qwen-VL): the question, "
+        "placed after the picture by the chat template (default: the model's)",
+    )
     describe.add_argument("--max-new-tokens", type=_positive_int, default=512)
     _add_model_options(describe)
 
@@ -284,7 +371,82 @@ def _score_rows(scorer: Any, batch: Any) -> list[dict[str, object]]:
     return [rows[d.index] for d in batch]
 
 
+def _cmd_score_ray(args: argparse.Namespace) -> int:
+    """``artquant score --engine ray``: the same rows, from a Ray Data pipeline."""
+    from artquant_sdk._sharding import dist_env
+
+    given = [_flag(name) for name in _LOCAL_OPTIONS if getattr(args, name) is not None]
+    if given:
+        raise _UsageError(f"{', '.join(given)} apply only to --engine local")
+    if dist_env().world_size > 1:
+        raise _UsageError(
+            "--engine ray runs from one driver process; start it without accelerate/torchrun "
+            "(Ray spreads the work over the cluster)"
+        )
+    if args.resume and args.overwrite:
+        raise _UsageError("--resume and --overwrite exclude each other")
+    try:
+        from artquant_sdk import ray as engine
+    except ImportError as error:
+        raise _UsageError(str(error)) from error
+    columns = {
+        key: getattr(args, key)
+        for key in ("path_column", "bytes_column", "id_column", "cpus_per_actor")
+        if getattr(args, key) is not None
+    }
+    try:
+        summary = engine.score_dataset(
+            args.paths,
+            args.out,
+            model=args.model,
+            base=args.base,
+            tokenizer=args.tokenizer,
+            device=None if args.device == "auto" else args.device,
+            dtype=args.dtype,
+            revision=args.revision,
+            local_files_only=_offline(args),
+            levels=args.levels,
+            batch_size=args.batch_size,
+            actors=args.actors,
+            gpus_per_actor=args.gpus_per_actor,
+            recursive=args.recursive,
+            max_pixels=args.max_pixels,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            tune_malloc=not args.no_malloc_tuning,
+            ray_address=args.ray_address,
+            **columns,
+        )
+    except engine.ScorerLoadError as error:
+        raise _ModelLoadError(str(error)) from error
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        raise _UsageError(str(error)) from error
+    startup = (
+        ""
+        if summary.startup_seconds is None
+        else (f", first batch after {summary.startup_seconds:.1f} s on {summary.actors} actor(s)")
+    )
+    rate = summary.new_rows / summary.seconds if summary.seconds > 0 else 0.0
+    print(
+        f"artquant score: {summary.new_rows} new row(s), {summary.already_done} already done; "
+        f"{summary.output} holds {summary.rows} rows ({summary.scored} scored, "
+        f"{summary.errors} with an error); {rate:.1f} images/s{startup}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def _cmd_score(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        return _cmd_score_ray(args)
+    given = [_flag(name) for name in _RAY_OPTIONS if getattr(args, name) is not None]
+    if given:
+        raise _UsageError(f"{', '.join(given)} need --engine ray")
+    return _cmd_score_local(args)
+
+
+def _cmd_score_local(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from artquant_sdk._decode import decoded_batches
@@ -308,6 +470,11 @@ def _cmd_score(args: argparse.Namespace) -> int:
     )
 
     out = Path(args.out)
+    if out.suffix.lower() == ".parquet":
+        raise _UsageError(
+            f"output {args.out!r} must end in one of ['.csv', '.jsonl', '.ndjson'] with "
+            "--engine local; Parquet output is written by --engine ray"
+        )
     try:
         fmt = output_format(out)
         dist = dist_env()
@@ -488,6 +655,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
         print(f"  format:   {card.format}" + (f" over {card.base}" if card.base else ""))
         print(f"  levels:   {card.levels}, scale {low:g}-{high:g}")
         print(f"  licence:  {card.licence}")
+        if not card.verified:
+            print("  verified: no (hub id, licence and size not checked against the hub)")
         if card.reported:
             for r in card.reported:
                 split = f" {r.split}" if r.split else ""

@@ -48,6 +48,7 @@ _NAMED = {
     "lora_r": "lora.r",
     "lora_alpha": "lora.alpha",
     "seed": "run.seed",
+    "best_on": "validation.best_on",
 }
 
 
@@ -94,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the recipe's 256 / 128, unless a config file or the environment sets it)",
     )
     parser.add_argument("--seed", type=int, help="run seed")
+    parser.add_argument(
+        "--best-on",
+        choices=("total", "attribute_mean"),
+        help="pick best/ on the total score's validation metric or on its mean over the "
+        "attributes (validation.best_on)",
+    )
     parser.add_argument(
         "--resume",
         action="store_true",

@@ -306,17 +306,39 @@ class ValidationConfig(_Frozen):
         every: validate every N optimizer steps (0 = only at the end).
         batch_size: images per scoring forward pass.
         metric: which metric picks ``best/``; ``mae`` is minimised, the others maximised.
-        max_samples: score only the first N validation samples (``None`` = all).
+        best_on: what ``metric`` is read from to pick ``best/``: ``total`` (the total score's
+            samples) or ``attribute_mean`` (the mean of ``metric`` over the attributes of the
+            validation file's attribute samples, each scored with its own question).
+        max_samples: score only the first N validation samples (``None`` = all); per
+            attribute for attribute samples.
         prompt: the scoring prompt (one ``<|image|>``, ending with the level prefix); ``None``
             = ArtQuant's inference prompt ``USER: How would you rate the quality of this
             painting?\\n<|image|> ASSISTANT: <levels.prefix>``, what the SDK scores with.
+        attribute_prompt: the scoring prompt of every attribute, with ``{question}`` and
+            ending with ``{stem}`` (one ``<|image|>``); ``None`` = the attribute's question
+            rendered by ``data.template`` with the picture first, then the stem (what
+            attribute samples train on; see :mod:`artquant_train.attributes`).
     """
 
     every: int = Field(default=250, ge=0)
     batch_size: int = Field(default=8, ge=1)
     metric: Literal["srcc", "plcc", "krcc", "mae"] = "srcc"
+    best_on: Literal["total", "attribute_mean"] = "total"
     max_samples: int | None = Field(default=None, ge=1)
     prompt: str | None = None
+    attribute_prompt: str | None = None
+
+    @model_validator(mode="after")
+    def _attribute_prompt_fields(self) -> ValidationConfig:
+        text = self.attribute_prompt
+        if text is not None and (
+            "{question}" not in text or not text.endswith("{stem}") or text.count("<|image|>") != 1
+        ):
+            raise ValueError(
+                f"validation.attribute_prompt {text!r} must hold {{question}} and one <|image|> "
+                "and end with {stem}, e.g. 'USER: <|image|>\\n{question} ASSISTANT: {stem}'"
+            )
+        return self
 
 
 class LoggingConfig(_Frozen):

@@ -91,12 +91,14 @@ class TrainItem:
         image: absolute image path.
         encoded: ids, labels and level position.
         level_probs: soft level target for score samples, ``None`` for text samples.
+        attribute: the attribute name of an attribute sample trained on its level word.
     """
 
     sample_id: str
     image: Path
     encoded: EncodedConversation
     level_probs: tuple[float, ...] | None
+    attribute: str | None = None
 
     @property
     def is_score(self) -> bool:
@@ -234,7 +236,8 @@ def encode_samples(
             probs = tuple(float(p) for p in level_probs_for(sample)) if is_score else None
         except SampleError as exc:
             raise type(exc)(f"{source}: sample {getattr(sample, 'id', '?')!r}: {exc}") from exc
-        items.append(TrainItem(str(getattr(sample, "id", "")), path, encoded, probs))
+        attribute = getattr(sample, "attribute", None) if task == "attribute" and is_score else None
+        items.append(TrainItem(str(getattr(sample, "id", "")), path, encoded, probs, attribute))
     return items
 
 

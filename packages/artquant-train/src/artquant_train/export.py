@@ -8,7 +8,10 @@ the original writes (reference §9.2) with safetensors adapters:
 * ``non_lora_trainables.bin``: the fully trained tensors (vision tower, abstractor), keys
   ``base_model.model.model.vision_model.*`` as the original;
 * ``config.json`` (the base model's), the tokenizer files and ``preprocessor_config.json``;
-* ``train_config.yaml``: the run's resolved configuration.
+* ``train_config.yaml``: the run's resolved configuration;
+* ``level_spec.json``: the level words and values, the total score's prompt and the question,
+  stem and prompt of every attribute the model was trained on
+  (:func:`artquant_train.attributes.level_spec_document`).
 
 Without LoRA, or with ``checkpoint.merge_lora``, it is a full checkpoint
 (``config.json`` + ``model.safetensors``) plus tokenizer and preprocessor files.
@@ -25,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from artquant_train.attributes import write_level_spec
 from artquant_train.checkpointing import atomic_directory
 from artquant_train.config import TrainConfig
 from artquant_train.modeling import core_model
@@ -86,6 +90,7 @@ def write_release(
     dtype: torch.dtype | None = None,
     state_dict: Mapping[str, torch.Tensor] | None = None,
     trainable_names: Collection[str] | None = None,
+    level_spec: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a loadable release folder atomically.
 
@@ -99,6 +104,7 @@ def write_release(
         state_dict: the full tensors of ``model`` by its ``state_dict`` names, e.g. gathered
             from sharded processes by ``accelerator.get_state_dict``; ``None`` = the live ones.
         trainable_names: names of the trained tensors (``None``: ``requires_grad`` now).
+        level_spec: written as ``level_spec.json`` when given.
 
     Returns:
         ``directory``.
@@ -125,12 +131,20 @@ def write_release(
         tokenizer.save_pretrained(str(tmp))
         image_processor.save_pretrained(str(tmp))
         config.save(tmp / "train_config.yaml")
+        if level_spec is not None:
+            write_level_spec(tmp, level_spec)
     logger.info("wrote release folder %s", directory)
     return Path(directory)
 
 
 def merge_release(
-    directory: Path, *, base: str, tokenizer: Any, image_processor: Any, config: TrainConfig
+    directory: Path,
+    *,
+    base: str,
+    tokenizer: Any,
+    image_processor: Any,
+    config: TrainConfig,
+    level_spec: Mapping[str, Any] | None = None,
 ) -> Path:
     """Replace a LoRA release folder by the merged full checkpoint (via ``load_model``).
 
@@ -141,6 +155,7 @@ def merge_release(
         base: the base model folder.
         tokenizer / image_processor: saved beside the weights.
         config: saved as ``train_config.yaml``.
+        level_spec: written as ``level_spec.json`` when given.
 
     Returns:
         ``directory``.
@@ -153,6 +168,8 @@ def merge_release(
         tokenizer.save_pretrained(str(tmp))
         image_processor.save_pretrained(str(tmp))
         config.save(tmp / "train_config.yaml")
+        if level_spec is not None:
+            write_level_spec(tmp, level_spec)
     logger.info("merged LoRA into a full checkpoint at %s", directory)
     return Path(directory)
 

@@ -24,9 +24,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from artquant_train.attributes import (
+    ATTRIBUTE_MEAN,
+    AttributeQuestion,
+    attribute_metrics,
+    ordered_attributes,
+    questions_and_level_spec,
+    read_attribute_items,
+)
 from artquant_train.checkpointing import (
     OPTIMIZER_FILE,
     SCHEDULER_FILE,
@@ -396,11 +405,24 @@ class _Run:
             self.items, self.image_processor, load_image, len(config.levels.words)
         )
         self.val_items: list[ValItem] = []
+        self.val_attributes: dict[str, list[ValItem]] = {}
         if config.data.val:
             root = Path(config.data.image_root) if config.data.image_root else None
             self.val_items = read_validation_items(config.data.val, root)
-            if config.validation.max_samples:
-                self.val_items = self.val_items[: config.validation.max_samples]
+            grouped = read_attribute_items(config.data.val, root)
+            self.val_attributes = {n: grouped[n] for n in ordered_attributes(grouped)}
+            cap = config.validation.max_samples
+            if cap:
+                self.val_items = self.val_items[:cap]
+                self.val_attributes = {k: v[:cap] for k, v in self.val_attributes.items()}
+            _check_validation_sets(config, self.val_items, self.val_attributes)
+        trained = [item.attribute for item in self.items if item.attribute]
+        self.questions, self.level_spec = questions_and_level_spec(
+            config,
+            trained,
+            self.val_attributes,
+            config.validation.prompt or default_validation_prompt(config.levels.prefix),
+        )
 
         global_batch = config.run.batch_size * self.world
         first = global_micro_batches(
@@ -598,39 +620,20 @@ class _Run:
     # -- validation ----------------------------------------------------------------------
 
     def validate(self) -> dict[str, float] | None:
-        if not self.val_items:
+        if not self.val_items and not self.val_attributes:
             return None
         from artquant_model import tokenizer_image_token
 
         config, acc = self.config, self.accelerator
-        prompt = config.validation.prompt or default_validation_prompt(config.levels.prefix)
-        prompt_ids = tokenizer_image_token(prompt, self.tokenizer)
-        shard = self.val_items[self.rank :: self.world]
-        core = core_model(self.prepared)
-        was_training = core.training
-        core.eval()
-        scores = score_items(
-            core,
-            shard,
-            prompt_ids=prompt_ids,
-            level_ids=self.level_ids,
-            values=config.levels.values,
-            image_processor=self.image_processor,
-            load_image=self.load_image,
-            device=self.device,
-            batch_size=config.validation.batch_size,
-            autocast=acc.autocast,
-        )
-        core.train(was_training)
-        gathered = _gather_objects(acc, scores.tolist())
-        pred = [0.0] * len(self.val_items)
-        for rank, values in enumerate(gathered):
-            for offset, value in enumerate(values):
-                pred[rank + offset * self.world] = value
-        target = [item.score for item in self.val_items]
-        import numpy as np
-
-        metrics = metrics_of(np.asarray(pred), np.asarray(target))
+        metrics: dict[str, float] = {}
+        if self.val_items:
+            prompt = config.validation.prompt or default_validation_prompt(config.levels.prefix)
+            prompt_ids = tokenizer_image_token(prompt, self.tokenizer)
+            pred = self._score_sharded(self.val_items, prompt_ids)
+            target = [item.score for item in self.val_items]
+            metrics.update(metrics_of(np.asarray(pred), np.asarray(target)))
+        if self.val_attributes:
+            metrics.update(self._validate_attributes())
         record = {"step": float(self.state.global_step), **metrics}
         self.validations.append(record)
         if acc.is_main_process:
@@ -641,9 +644,49 @@ class _Run:
         self._maybe_update_best(metrics)
         return metrics
 
+    def _validate_attributes(self) -> dict[str, float]:
+        """Each attribute scored with its own question; metrics per attribute and their mean."""
+        from artquant_model import tokenizer_image_token
+
+        predictions: dict[str, np.ndarray] = {}
+        targets: dict[str, np.ndarray] = {}
+        for name, items in self.val_attributes.items():
+            question: AttributeQuestion = self.questions[name]
+            prompt_ids = tokenizer_image_token(question.prompt, self.tokenizer)
+            predictions[question.id] = np.asarray(self._score_sharded(items, prompt_ids))
+            targets[question.id] = np.asarray([item.score for item in items])
+        return attribute_metrics(predictions, targets)
+
+    def _score_sharded(self, items: list[ValItem], prompt_ids: list[int]) -> list[float]:
+        """Score ``items`` with one prompt, each process a strided share; all scores, in order."""
+        shard = items[self.rank :: self.world]
+        core = core_model(self.prepared)
+        was_training = core.training
+        core.eval()
+        scores = score_items(
+            core,
+            shard,
+            prompt_ids=prompt_ids,
+            level_ids=self.level_ids,
+            values=self.config.levels.values,
+            image_processor=self.image_processor,
+            load_image=self.load_image,
+            device=self.device,
+            batch_size=self.config.validation.batch_size,
+            autocast=self.accelerator.autocast,
+        )
+        core.train(was_training)
+        gathered = _gather_objects(self.accelerator, scores.tolist())
+        pred = [0.0] * len(items)
+        for rank, values in enumerate(gathered):
+            for offset, value in enumerate(values):
+                pred[rank + offset * self.world] = value
+        return pred
+
     def _maybe_update_best(self, metrics: dict[str, float]) -> None:
         name = self.config.validation.metric
-        value = metrics[name]
+        key = name if self.config.validation.best_on == "total" else f"{ATTRIBUTE_MEAN}/{name}"
+        value = metrics[key]
         if not math.isfinite(value):
             return
         best = self.state.best_metric
@@ -664,6 +707,7 @@ class _Run:
                 image_processor=self.image_processor,
                 config=self.config,
                 dtype=None if self.weight_dtype == torch.float32 else self.weight_dtype,
+                level_spec=self.level_spec,
             )
         acc.wait_for_everyone()
 
@@ -705,6 +749,25 @@ _RESUME_FREE = (
     "data.num_workers",
     "data.val",
 )
+
+
+def _check_validation_sets(
+    config: TrainConfig, total: list[ValItem], attributes: dict[str, list[ValItem]]
+) -> None:
+    """The validation file must hold what ``validation.best_on`` reads."""
+    if not total and not attributes:
+        raise TrainError(f"validation file {config.data.val} holds no score or attribute samples")
+    if config.validation.best_on == "attribute_mean" and not attributes:
+        raise TrainError(
+            f"validation.best_on=attribute_mean but {config.data.val} holds no attribute samples "
+            "(task_type 'attribute'); prepare it with --tasks score,attribute, or pick best/ on "
+            "the total (validation.best_on=total)"
+        )
+    if config.validation.best_on == "total" and not total:
+        raise TrainError(
+            f"validation.best_on=total but {config.data.val} holds no score samples; add them or "
+            "set validation.best_on=attribute_mean"
+        )
 
 
 def _write_curves(output_dir: Path, *, required: bool) -> None:
@@ -901,7 +964,7 @@ def train(
                         )
                     )
                 every_val = config.validation.every
-                if run.val_items and every_val and step % every_val == 0:
+                if (run.val_items or run.val_attributes) and every_val and step % every_val == 0:
                     run.validate()
                     last_validated = step
                 every = config.checkpoint.every
@@ -911,7 +974,7 @@ def train(
     finally:
         if progress is not None:
             progress.close()
-    if run.val_items and last_validated != run.state.global_step:
+    if (run.val_items or run.val_attributes) and last_validated != run.state.global_step:
         run.validate()
     if config.checkpoint.every and last_saved != run.state.global_step:
         run.save_checkpoint()
@@ -929,6 +992,7 @@ def train(
                     tokenizer=run.tokenizer,
                     image_processor=run.image_processor,
                     config=config,
+                    level_spec=run.level_spec,
                 )
     if acc.is_main_process and config.logging.plot != "off":
         _write_curves(run.output_dir, required=config.logging.plot == "on")

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from artquant_train.attributes import ATTRIBUTE_MEAN
 from artquant_train.errors import TrainError
 
 
@@ -30,6 +31,27 @@ def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[
     return steps, values
 
 
+def _attribute_ids(records: list[dict[str, Any]]) -> list[str]:
+    """Attribute ids with a ``<id>/srcc`` series, in first-seen order (the mean excluded)."""
+    seen: dict[str, None] = {}
+    for record in records:
+        for key in record:
+            ident, _, metric = key.partition("/")
+            if metric == "srcc" and ident != ATTRIBUTE_MEAN:
+                seen.setdefault(ident)
+    return list(seen)
+
+
+def _plot_attributes(axis: Any, validations: list[dict[str, Any]], attributes: list[str]) -> None:
+    for ident in attributes:
+        x, y = _series(validations, f"{ident}/srcc")
+        axis.plot(x, y, marker=".", linewidth=1.0, label=ident)
+    x, y = _series(validations, f"{ATTRIBUTE_MEAN}/srcc")
+    axis.plot(x, y, color="black", linewidth=2.2, marker="o", label="mean")
+    axis.set(title="validation SRCC per attribute", xlabel="optimizer step", ylabel="SRCC")
+    axis.legend(fontsize=7, ncol=2 if len(attributes) > 5 else 1)
+
+
 def plot_training(output_dir: str | Path, path: str | Path | None = None) -> Any:
     """Plot loss terms, learning rate and validation metrics of a run.
 
@@ -38,7 +60,8 @@ def plot_training(output_dir: str | Path, path: str | Path | None = None) -> Any
         path: where to save the figure (PNG, PDF, SVG...); ``None`` only returns it.
 
     Returns:
-        The matplotlib ``Figure`` (three panels: losses, learning rate, validation).
+        The matplotlib ``Figure``: losses, learning rate, validation of the total and, when
+        the run validated attributes, a fourth panel with each attribute's SRCC and their mean.
 
     Raises:
         TrainError: matplotlib is not installed (``pip install 'artquant-train[plot]'``), or
@@ -57,7 +80,10 @@ def plot_training(output_dir: str | Path, path: str | Path | None = None) -> Any
         raise TrainError(f"no metrics.jsonl with steps in {folder}")
     validations = _read_lines(folder / "validation.jsonl")
 
-    figure, (losses, rate, quality) = plt.subplots(1, 3, figsize=(15, 4.2))
+    attributes = _attribute_ids(validations)
+    panels = 4 if attributes else 3
+    figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.2))
+    losses, rate, quality = axes[:3]
     x, y = _series(steps, "loss")
     # Length-grouped batches are often all-score or all-description, so the total jumps
     # between ~0.05 x score terms and ~description CE; a running mean shows the trend.
@@ -92,12 +118,14 @@ def plot_training(output_dir: str | Path, path: str | Path | None = None) -> Any
         error_axis = quality.twinx()
         error_axis.plot(x, y, marker="s", linestyle="--", color="tab:red", label="MAE")
         error_axis.set_ylabel("MAE", color="tab:red")
-    if validations:
+    if any(_series(validations, key)[0] for key in ("srcc", "plcc", "krcc")):
         quality.legend(fontsize=8, loc="center right")
-    else:
+    elif not validations:
         quality.text(
             0.5, 0.5, "no validation data", ha="center", va="center", transform=quality.transAxes
         )
+    if attributes:
+        _plot_attributes(axes[3], validations, attributes)
     figure.tight_layout()
     if path is not None:
         figure.savefig(path, dpi=120)

@@ -54,23 +54,26 @@ class ValItem:
     score: float
 
 
-def read_validation_items(path: str | Path, image_root: Path | None) -> list[ValItem]:
-    """Read a validation file: a JSON list (or JSON Lines) of objects with an image and a score.
+def read_validation_objects(
+    path: str | Path, image_root: Path | None, *, task: str = "score"
+) -> list[tuple[dict[str, Any], ValItem]]:
+    """The objects of one task in a validation file, each with its :class:`ValItem`.
 
-    Accepts training JSON (``image`` + ``gt_score``) and the original test JSON (``image`` or
-    ``img_path``, ``gt_score``); ``score`` is accepted too.
+    A sample's task is its ``task_type`` (missing means ``"score"``, as in the original);
+    objects of other tasks (descriptions, attributes when reading scores) are passed over.
 
     Args:
-        path: the file.
+        path: the file (JSON list or JSON Lines).
         image_root: folder relative image paths are under (``None``: the file's folder).
+        task: ``"score"`` (the total) or ``"attribute"``.
 
     Returns:
-        The items, in file order.
+        ``(object, item)`` pairs in file order (empty when the file has none of ``task``).
 
     Raises:
         FileNotFoundError: the file is missing.
-        EmptyDatasetError: it holds no item.
-        SampleError: an object lacks an image or a numeric score.
+        EmptyDatasetError: it holds no object at all.
+        SampleError: an object of ``task`` lacks an image or a numeric score.
         MissingImageError: images do not exist.
     """
     file = Path(path)
@@ -84,8 +87,10 @@ def read_validation_items(path: str | Path, image_root: Path | None) -> list[Val
     if not objects:
         raise EmptyDatasetError(f"validation file {file} holds no samples")
     root = image_root if image_root is not None else file.parent
-    items = []
+    pairs = []
     for index, obj in enumerate(objects):
+        if isinstance(obj, dict) and (obj.get("task_type") or "score") != task:
+            continue
         image = obj.get("image") or obj.get("img_path") if isinstance(obj, dict) else None
         score = obj.get("gt_score", obj.get("score")) if isinstance(obj, dict) else None
         if not isinstance(image, str) or not isinstance(score, int | float):
@@ -93,9 +98,34 @@ def read_validation_items(path: str | Path, image_root: Path | None) -> list[Val
                 f"{file} sample {index}: needs 'image' (or 'img_path') and a numeric "
                 f"'gt_score'; got {obj!r:.200}"
             )
-        items.append(ValItem(str(obj.get("id", image)), resolve_image(image, root), float(score)))
-    check_images([item.image for item in items], source=str(file))
-    return items
+        item = ValItem(str(obj.get("id", image)), resolve_image(image, root), float(score))
+        pairs.append((obj, item))
+    check_images([item.image for _, item in pairs], source=str(file))
+    return pairs
+
+
+def read_validation_items(path: str | Path, image_root: Path | None) -> list[ValItem]:
+    """Read the total-score items of a validation file: objects with an image and a score.
+
+    Accepts training JSON (``image`` + ``gt_score``) and the original test JSON (``image`` or
+    ``img_path``, ``gt_score``); ``score`` is accepted too. Description and attribute samples
+    (``task_type``) are passed over; attributes are read by
+    :func:`artquant_train.attributes.read_attribute_items`.
+
+    Args:
+        path: the file.
+        image_root: folder relative image paths are under (``None``: the file's folder).
+
+    Returns:
+        The items, in file order (empty when the file holds only other tasks).
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        EmptyDatasetError: it holds no sample at all.
+        SampleError: a score object lacks an image or a numeric score.
+        MissingImageError: images do not exist.
+    """
+    return [item for _, item in read_validation_objects(path, image_root, task="score")]
 
 
 @torch.no_grad()
@@ -186,5 +216,6 @@ __all__ = [
     "default_validation_prompt",
     "metrics_of",
     "read_validation_items",
+    "read_validation_objects",
     "score_items",
 ]

@@ -6,24 +6,12 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+from artquant_data._attributes import APDDV2_ATTRIBUTE_SPECS
 from artquant_data._records import ArtRecord, Split, normalise_split
 from artquant_data.datasets._csv import parse_float, parse_optional_float, read_csv, require_columns
 
 logger = logging.getLogger(__name__)
 
-APDDV2_ATTRIBUTES: tuple[str, ...] = (
-    "Theme and logic",
-    "Creativity",
-    "Layout and composition",
-    "Space and perspective",
-    "The sense of order",
-    "Light and shadow",
-    "Color",
-    "Details and texture",
-    "The overall",
-    "Mood",
-)
-"""APDDv2's ten attribute columns (0–10; empty where an attribute does not apply)."""
 
 MAIN_CSV = "APDDv2-10023.csv"
 _TOTAL = "Total aesthetic score"
@@ -94,9 +82,8 @@ def load_apddv2(
     root = Path(root)
     main_path = _find_main(root)
     rows = read_csv(main_path, encoding=encoding)
-    require_columns(
-        main_path, rows, ["filename", "Artistic Categories", _TOTAL, *APDDV2_ATTRIBUTES]
-    )
+    columns = [a.column for a in APDDV2_ATTRIBUTE_SPECS]
+    require_columns(main_path, rows, ["filename", "Artistic Categories", _TOTAL, *columns])
     wanted = None if splits is None else {normalise_split(s) for s in splits}
 
     by_name: dict[str, tuple[int, dict[str, str]]] = {}
@@ -140,9 +127,10 @@ def load_apddv2(
         score = total / 10.0 if split_score is None else split_score
         if split_score is not None and abs(split_score - total / 10.0) > _SPLIT_TOLERANCE:
             disagreements += 1
+        # an empty cell: the attribute does not apply to this category -> None, never 0
         attributes = {
-            a: parse_optional_float(row[a], path=main_path, row=line, column=a)
-            for a in APDDV2_ATTRIBUTES
+            a.name: parse_optional_float(row[a.column], path=main_path, row=line, column=a.column)
+            for a in APDDV2_ATTRIBUTE_SPECS
         }
         comment = row.get("Language Comment", "").strip() or None
         records.append(

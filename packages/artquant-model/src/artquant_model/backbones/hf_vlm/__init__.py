@@ -1,0 +1,1 @@
+"""The generic backbone: transformers' image-text-to-text models (Qwen-VL families)."""

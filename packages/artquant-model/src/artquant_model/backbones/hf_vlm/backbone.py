@@ -1,0 +1,347 @@
+"""The generic backbone: a vision-language model that transformers loads with
+``AutoModelForImageTextToText`` (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5).
+
+How a score is read (the same as the plain transformers procedure, tested against it):
+
+1. The question is rendered with the tokenizer's own chat template: the spec's system prompt (or
+   the template's default), a user turn holding the picture then the question, the generation
+   prompt (reasoning turned off with ``enable_thinking=False`` where the template has it), and
+   then the answer stem, "The quality of the painting is". The next token is the level word.
+2. The picture's placeholder becomes one image token per merged patch; ``mm_token_type_ids``
+   marks them, so the model builds its multimodal rotary positions (mrope) from the picture's
+   grid. Without it Qwen2.5-VL silently falls back to plain positions and scores move by more
+   than 2 points on 1-10.
+3. A batch is padded on the **left** with an attention mask, so every row ends at its read
+   position; the model derives each row's positions from the mask, so a row scores as it does
+   alone (float32: within 1e-5).
+4. Only the K level-word rows of the LM head are applied, at the last position only.
+
+Example:
+    >>> import torch
+    >>> from artquant_model.testing import tiny_vlm_backbone
+    >>> backbone = tiny_vlm_backbone("qwen2_vl")  # doctest: +SKIP
+    >>> backbone.score(backbone.image_processor([torch.zeros(3, 40, 60)])).score  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from artquant_model.backbones._base import Backbone
+from artquant_model.backbones.hf_vlm.processing_hf_vlm import (
+    VisionBatch,
+    VisionImageProcessor,
+    pil_image_processor,
+)
+from artquant_model.levels import LevelScores, first_token_ids, level_scores
+from artquant_model.spec import ARTQUANT_SPEC, TOTAL, Question, ScorerSpec, read_spec
+
+logger = logging.getLogger(__name__)
+
+#: ``config.json`` ``model_type`` values this backbone is tested on.
+HF_VLM_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5")
+#: The user turn of :meth:`HFVisionLanguageBackbone.generate` when no prompt is given.
+DESCRIBE_QUESTION = "Describe this painting."
+
+
+def _first_folder(folders: Sequence[Path], *names: str) -> Path | None:
+    return next((f for f in folders if any((f / n).is_file() for n in names)), None)
+
+
+class HFVisionLanguageBackbone(Backbone):
+    """A transformers image-text-to-text model as an ArtQuant backbone.
+
+    Args:
+        model: An ``...ForConditionalGeneration`` model (eval mode) with ``config.image_token_id``.
+        tokenizer: Its tokenizer, with a chat template.
+        image_processor: A :class:`VisionImageProcessor`.
+        spec: The scorer spec (default :data:`artquant_model.spec.ARTQUANT_SPEC`).
+
+    Raises:
+        ValueError: The tokenizer has no chat template, the template writes no image
+            placeholder, or a level word is missing / shares its first token with another.
+    """
+
+    family: ClassVar[str] = "hf_vlm"
+    model_types: ClassVar[tuple[str, ...]] = HF_VLM_MODEL_TYPES
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        image_processor: VisionImageProcessor,
+        spec: ScorerSpec = ARTQUANT_SPEC,
+    ) -> None:
+        super().__init__(model, tokenizer, image_processor, spec)
+        config = model.config
+        self.image_token_id = int(config.image_token_id)
+        self.merge_size = image_processor.merge_size
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise ValueError(
+                "the tokenizer has no chat template: a chat model's tokenizer_config.json (or "
+                "chat_template.jinja) is needed to render the scoring prompt"
+            )
+        self.image_token = str(tokenizer.convert_ids_to_tokens(self.image_token_id))
+        text_config = getattr(config, "text_config", config)
+        # Linear-attention (gated delta rule) layers, as in Qwen3.5: see level_logits.
+        self.recurrent = any(
+            kind != "full_attention" for kind in getattr(text_config, "layer_types", None) or ()
+        )
+        pad = tokenizer.pad_token_id
+        self.pad_token_id = int(pad if pad is not None else tokenizer.eos_token_id)
+        self._prompts: dict[tuple[str, str | None], tuple[list[int], list[int]]] = {}
+        self._level_ids: dict[str, list[int]] = {}
+        for name in spec.questions:
+            self.level_ids(name)  # level words are checked at load, not at the first score
+
+    # -- loading -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: Any,
+        *,
+        base: Any = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+        attn_implementation: str = "sdpa",
+        spec: ScorerSpec | None = None,
+    ) -> HFVisionLanguageBackbone:
+        """Load a full folder, or a PEFT adapter folder over its base (merged).
+
+        Args:
+            path: A local folder: ``config.json`` + safetensors weights, tokenizer files and
+                ``preprocessor_config.json`` (a hub snapshot), or a PEFT adapter folder
+                (``adapter_config.json``) whose tokenizer/processor files may be in the base.
+            base: The base folder for an adapter; default its ``base_model_name_or_path``.
+            dtype: Compute dtype.
+            device: Where to put the model.
+            attn_implementation: ``"sdpa"`` (default) or ``"eager"``.
+            spec: The scorer spec; default the folder's ``artquant_spec.json`` (then the
+                base's), else :data:`~artquant_model.spec.ARTQUANT_SPEC`.
+
+        Returns:
+            The backbone, in eval mode.
+
+        Raises:
+            FileNotFoundError: No tokenizer or no ``preprocessor_config.json`` in the folders.
+            ValueError: An adapter without a local base.
+        """
+        from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+        folder = Path(path)
+        folders = [folder]
+        adapter = (folder / "adapter_config.json").is_file()
+        if adapter:
+            from artquant_model.loading import lora_base_folder
+
+            base_folder = Path(base) if base is not None else lora_base_folder(folder)
+            if base_folder is None:
+                raise ValueError(
+                    f"{folder} is a PEFT adapter whose adapter_config.json names no local base "
+                    "folder; pass base=<the full base checkpoint folder>"
+                )
+            folders.append(base_folder)
+        elif base is not None:
+            raise ValueError(f"base={os.fspath(base)!r} was given but {folder} is not an adapter")
+        model: Any = AutoModelForImageTextToText.from_pretrained(
+            os.fspath(folders[-1]),
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            use_safetensors=True,
+        )
+        if adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, os.fspath(folder)).merge_and_unload()
+        model.to(device)
+        model.eval()
+        tokenizer_dir = _first_folder(folders, "tokenizer.json", "tokenizer_config.json")
+        if tokenizer_dir is None:
+            raise FileNotFoundError(f"no tokenizer.json / tokenizer_config.json in {folders}")
+        tokenizer = AutoTokenizer.from_pretrained(os.fspath(tokenizer_dir))
+        processor_dir = _first_folder(folders, "preprocessor_config.json")
+        if processor_dir is None:
+            raise FileNotFoundError(f"no preprocessor_config.json in {folders}")
+        if spec is None:
+            spec = next((s for s in map(read_spec, folders) if s is not None), ARTQUANT_SPEC)
+        images = VisionImageProcessor(pil_image_processor(processor_dir), spec.resolution)
+        return cls(model, tokenizer, images, spec)
+
+    # -- prompts -------------------------------------------------------------------------------
+
+    def render(self, question: str, *, stem: str | None = None) -> str:
+        """The chat-template text of one picture and ``question``, with the generation prompt
+        and, when given, the answer ``stem`` appended (the plain procedure's text)."""
+        messages: list[dict[str, Any]] = []
+        if self.spec.system_prompt is not None:
+            messages.append(
+                {"role": "system", "content": [{"type": "text", "text": self.spec.system_prompt}]}
+            )
+        messages.append(
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
+        )
+        text = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False, enable_thinking=False
+        )
+        return str(text) + (stem or "")
+
+    def prompt_ids(self, question: str, *, stem: str | None = None) -> tuple[list[int], list[int]]:
+        """Token ids before and after the picture's placeholder for :meth:`render`'s text.
+
+        The placeholder is a special token, so tokenizing around it equals tokenizing the text
+        with the placeholder repeated once per picture token (what ``AutoProcessor`` does).
+
+        Raises:
+            ValueError: The template does not write exactly one image placeholder.
+        """
+        key = (question, stem)
+        if key not in self._prompts:
+            text = self.render(question, stem=stem)
+            ids = [int(i) for i in self.tokenizer(text, add_special_tokens=False).input_ids]
+            where = [i for i, token in enumerate(ids) if token == self.image_token_id]
+            if len(where) != 1:
+                raise ValueError(
+                    f"the chat template wrote {len(where)} image placeholders "
+                    f"({self.image_token!r}, id {self.image_token_id}) for one picture; "
+                    f"rendered text: {text!r}"
+                )
+            self._prompts[key] = (ids[: where[0]], ids[where[0] + 1 :])
+        return self._prompts[key]
+
+    def level_ids(self, question: str = TOTAL) -> list[int]:
+        """First token of each level word after the question's stem (with its leading space).
+
+        Raises:
+            KeyError: Unknown question.
+            ValueError: A word gives no token after the stem, or two words share a first token.
+        """
+        if question not in self._level_ids:
+            stem = self.spec.question(question).stem
+            self._level_ids[question] = first_token_ids(self.tokenizer, self.spec.words, stem)
+        return self._level_ids[question]
+
+    # -- batches -------------------------------------------------------------------------------
+
+    def build_inputs(
+        self, pixels: VisionBatch, before: Sequence[int], after: Sequence[int]
+    ) -> dict[str, Any]:
+        """Model inputs for a batch: ``before + picture tokens + after`` per picture, padded
+        on the left, with ``attention_mask`` and ``mm_token_type_ids`` (1 on picture tokens).
+
+        Args:
+            pixels: The batch's pictures.
+            before: Ids before the picture.
+            after: Ids after it (ending at the read position).
+
+        Returns:
+            Keyword arguments for the model's forward (``input_ids``, ``attention_mask``,
+            ``mm_token_type_ids``, ``pixel_values``, ``image_grid_thw``), on the model's device.
+        """
+        counts = pixels.token_counts(self.merge_size)
+        longest = len(before) + max(counts) + len(after)
+        ids = torch.full((len(counts), longest), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(counts), longest), dtype=torch.long)
+        head = torch.tensor(list(before), dtype=torch.long)
+        tail = torch.tensor(list(after), dtype=torch.long)
+        for row, count in enumerate(counts):
+            length = len(before) + count + len(after)
+            start = longest - length
+            ids[row, start : start + len(before)] = head
+            ids[row, start + len(before) : start + len(before) + count] = self.image_token_id
+            ids[row, longest - len(after) :] = tail
+            mask[row, start:] = 1
+        device = self.device
+        return {
+            "input_ids": ids.to(device),
+            "attention_mask": mask.to(device),
+            "mm_token_type_ids": (ids == self.image_token_id).to(torch.int32).to(device),
+            "pixel_values": pixels.pixel_values.to(device, non_blocking=True).to(self.dtype),
+            "image_grid_thw": pixels.image_grid_thw.to(device),
+        }
+
+    def _check_pixels(self, pixels: Any) -> VisionBatch:
+        if not isinstance(pixels, VisionBatch):
+            raise TypeError(
+                f"{type(self).__name__} takes a VisionBatch from its image_processor, got "
+                f"{type(pixels).__name__}"
+            )
+        if len(pixels) == 0:
+            raise ValueError("no pictures to score")
+        return pixels
+
+    def level_logits(self, pixels: VisionBatch, *, question: str = TOTAL) -> torch.Tensor:
+        """``[N, K]`` level-word logits at the read position (model dtype, model device).
+
+        One forward pass for the batch, left-padded. For models with linear-attention layers
+        (Qwen3.5) one pass per distinct sequence length instead: there, left padding shifts the
+        chunked delta rule's cumulative decays and moves float32 scores by about 1e-5, so rows
+        run unpadded (fixed resolution gives one length, hence one pass).
+        """
+        pixels = self._check_pixels(pixels)
+        asked: Question = self.spec.question(question)
+        before, after = self.prompt_ids(asked.prompt, stem=asked.stem)
+        if self.recurrent:
+            counts = pixels.token_counts(self.merge_size)
+            groups: dict[int, list[int]] = {}
+            for row, count in enumerate(counts):
+                groups.setdefault(count, []).append(row)
+            if len(groups) > 1:
+                out: torch.Tensor | None = None
+                for rows in groups.values():
+                    part = self._forward_levels(
+                        VisionBatch.stack([pixels[r] for r in rows]), before, after, question
+                    )
+                    if out is None:
+                        out = part.new_empty((len(counts), part.shape[1]))
+                    out[torch.tensor(rows, device=part.device)] = part
+                assert out is not None  # groups is not empty
+                return out
+        return self._forward_levels(pixels, before, after, question)
+
+    def _forward_levels(
+        self, pixels: VisionBatch, before: list[int], after: list[int], question: str
+    ) -> torch.Tensor:
+        inputs = self.build_inputs(pixels, before, after)
+        head = self.model.get_output_embeddings()
+        index = torch.tensor(self.level_ids(question), device=self.device)
+        with torch.inference_mode():
+            hidden = self.model.base_model(**inputs, use_cache=False).last_hidden_state[:, -1, :]
+            bias = None if head.bias is None else head.bias.index_select(0, index)
+            return torch.nn.functional.linear(hidden, head.weight.index_select(0, index), bias)
+
+    def score(self, pixels: Any, *, question: str = TOTAL) -> LevelScores:
+        """Score a batch (see :meth:`Backbone.score`); one forward pass."""
+        logits = self.level_logits(pixels, question=question).float().cpu()
+        closed = level_scores(logits, self.spec.values)
+        return LevelScores(score=closed.score, std=closed.std, probs=closed.probs, logits=logits)
+
+    def generate(
+        self, pixels: Any, prompt: str | None = None, *, max_new_tokens: int = 512
+    ) -> list[int]:
+        """Greedy answer ids (``model.generate``, ``do_sample=False``) for one picture.
+
+        Args:
+            pixels: One picture (a :class:`VisionBatch` of length 1).
+            prompt: The user's question; default :data:`DESCRIBE_QUESTION`.
+            max_new_tokens: The most tokens to generate.
+        """
+        pixels = self._check_pixels(pixels)
+        if len(pixels) != 1:
+            raise ValueError(f"generate takes one picture, got {len(pixels)}")
+        before, after = self.prompt_ids(prompt or DESCRIBE_QUESTION)
+        inputs = self.build_inputs(pixels, before, after)
+        with torch.inference_mode():
+            out = self.model.generate(
+                **inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1
+            )
+        return [int(t) for t in out[0, inputs["input_ids"].shape[1] :].tolist()]
+
+
+__all__ = ["DESCRIBE_QUESTION", "HF_VLM_MODEL_TYPES", "HFVisionLanguageBackbone"]

@@ -1,0 +1,671 @@
+"""Score image collections on a Ray cluster with Ray Data (the ``artquant-sdk[ray]`` extra).
+
+:func:`score_dataset` builds one Ray Data pipeline:
+
+1. **read** (CPU tasks): the sources (image folders or globs, Parquet/CSV manifests with a path or
+   bytes column, WebDataset-style tar shards; local or object storage) expanded into units
+   (:mod:`artquant_sdk._ray_sources`), each read by one task;
+2. **decode and preprocess** (the same CPU tasks): each picture to the model's input, an
+   unreadable one to an error;
+3. **score** (actors): ``map_batches`` with a callable class, ``concurrency`` actors that each
+   load the model once (``num_gpus`` each), ``batch_size`` pictures per forward pass; each
+   scored batch is committed as one Parquet part file (:mod:`artquant_sdk._ray_store`);
+4. **merge** (the driver): the parts, each id once, in input order, into the output Parquet file
+   with the columns of ``artquant score``.
+
+A run killed anywhere (driver, actor, task) keeps every committed part; ``resume=True`` scores
+only the ids without a row. The command line runs the same with
+``artquant score ... --out scores.parquet --engine ray``.
+
+Importing this module needs Ray Data (``pip install 'artquant-sdk[ray]'``); ``artquant_sdk``
+itself never imports Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+try:
+    import pyarrow as pa
+    import ray
+    import ray.data
+except ImportError as _error:  # pragma: no cover - exercised in the isolated environment
+    raise ImportError(
+        "artquant_sdk.ray needs Ray Data; install the extra: pip install 'artquant-sdk[ray]' "
+        "(in the workspace, `uv sync` installs it)"
+    ) from _error
+
+from artquant_sdk._decode import describe_error
+from artquant_sdk._ray_sources import (
+    ManifestColumns,
+    Unit,
+    apply_resume,
+    expand_sources,
+    order_keys,
+    read_unit,
+    units_table,
+)
+from artquant_sdk._ray_store import (
+    Location,
+    commit_part,
+    merge_parts,
+    parts_location,
+    read_done_ids,
+    remove_parts,
+    remove_temporary,
+    rows_to_table,
+)
+
+__all__ = ["ScoreDatasetSummary", "ScorerLoadError", "score_dataset"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "artquant-apdd"
+_UNITS_PER_BLOCK = 64  # files per read task: enough to amortise a task, few enough to spread
+_READ_TASK_MEMORY = 1024 * 2**20  # bytes a read task reserves
+
+
+class ScorerLoadError(RuntimeError):
+    """The model could not be resolved or loaded (on the driver or in an actor)."""
+
+
+class ScoreDatasetSummary(BaseModel):
+    """What :func:`score_dataset` did.
+
+    Attributes:
+        output: The output Parquet file.
+        rows: Rows in the output (each input id once).
+        scored: Rows with a score.
+        errors: Rows with an ``error``.
+        already_done: Ids a resumed run found done and did not score again.
+        new_rows: Rows this run produced (before removing duplicates of retried batches).
+        seconds: Wall time of the run on the driver, Ray start-up and merge included.
+        startup_seconds: From the start until the first scored batch was committed (Ray
+            start-up, actors loading the model, the first batch read and decoded); None if
+            nothing was scored.
+        actor_busy_seconds: Time the actors spent inside their scoring calls, summed over actors.
+        actor_cpu_seconds: CPU time of the actor processes inside those calls (all threads).
+        actors: How many actors scored.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    output: str
+    rows: int
+    scored: int
+    errors: int
+    already_done: int
+    new_rows: int
+    seconds: float
+    startup_seconds: float | None
+    actor_busy_seconds: float
+    actor_cpu_seconds: float
+    actors: int
+
+    @property
+    def actor_images_per_second(self) -> float:
+        """Images per second per actor once started: new rows over the actors' busy time."""
+        return self.new_rows / self.actor_busy_seconds if self.actor_busy_seconds > 0 else 0.0
+
+
+class _ScorerSpec(BaseModel):
+    """How each actor loads its scorer (the arguments of ``ArtQuant.from_pretrained``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str
+    base: str | None = None
+    tokenizer: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    revision: str | None = None
+    local_files_only: bool = False
+    levels: str | None = None
+    tune_malloc: bool = True
+    max_pixels: int | None = Field(default=None, ge=1)
+
+
+class _Backbone:
+    """The one adapter between this engine and the SDK's model internals.
+
+    Everything model-specific the pipeline needs goes through here: the preprocessing that runs
+    in CPU tasks (:meth:`decode`, a picklable image processor), loading the scorer once per
+    actor (:meth:`load`), scoring a batch of preprocessed pictures (:meth:`score`) and the level
+    words (the output's ``p_`` columns). Another backbone changes this class only.
+
+    Built on the driver, which reads the model's preprocessing settings (resolving, and if
+    allowed downloading, the model folder there); the actors load the weights themselves.
+    """
+
+    def __init__(self, spec: _ScorerSpec) -> None:
+        self.spec = spec
+        try:
+            self.image_processor = _image_processor_for(spec)
+            self.words = _level_words_for(spec)
+        except Exception as error:
+            raise ScorerLoadError(f"could not load model {spec.model!r}: {error}") from error
+        self._scorer: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # shipped to tasks and actors without a loaded model
+        return {**self.__dict__, "_scorer": None}
+
+    # --- CPU tasks ------------------------------------------------------------------------
+
+    def decode(self, source: str | bytes) -> np.ndarray:
+        """One picture (a local path or encoded bytes) to its preprocessed uint8 ``[S, S, 3]``.
+
+        Raises:
+            ImageLoadError: The picture cannot be read (the message names a path source).
+        """
+        limit = {} if self.spec.max_pixels is None else {"max_pixels": self.spec.max_pixels}
+        return np.asarray(self.image_processor.preprocess_uint8(source, **limit))
+
+    def placeholder(self) -> np.ndarray:
+        """The payload of a picture that could not be read (never scored)."""
+        side = self.image_processor.image_size
+        return np.zeros((side, side, 3), dtype=np.uint8)
+
+    # --- actors ---------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load the scorer (once per actor)."""
+        import torch
+
+        from artquant_sdk._api import ArtQuant
+
+        spec = self.spec
+        try:
+            self._scorer = ArtQuant.from_pretrained(
+                spec.model,
+                base=spec.base,
+                tokenizer=spec.tokenizer,
+                device=spec.device,
+                dtype=spec.dtype,
+                revision=spec.revision,
+                local_files_only=spec.local_files_only,
+                levels=spec.levels,
+            )
+        except Exception as error:
+            raise ScorerLoadError(f"could not load model {spec.model!r}: {error}") from error
+        if self._scorer.level_words != self.words:
+            raise ScorerLoadError(
+                f"the actor's model has level words {self._scorer.level_words}, the driver "
+                f"expected {self.words}"
+            )
+        if self._scorer.device.type == "cpu" and spec.tune_malloc:
+            # the actor owns its worker process, as the command owns its own
+            from artquant_sdk._malloc import keep_freed_memory
+
+            keep_freed_memory()
+        logger.info(
+            "actor %d loaded %r (%d threads)", os.getpid(), self._scorer, torch.get_num_threads()
+        )
+
+    def score(self, payloads: np.ndarray) -> list[dict[str, object]]:
+        """Score preprocessed pictures ``[N, S, S, 3]``; one ``artquant score`` row each (no id)."""
+        pixels = self.image_processor.normalize(payloads)
+        rows: list[dict[str, object]] = []
+        for score, std, probs in self._scorer.score_pixel_values(pixels):
+            result = self._scorer.to_result("", score, std, probs)
+            row: dict[str, object] = {"score": result.score, "std": result.std}
+            row["level"] = result.level
+            row.update({f"p_{w}": p for w, p in result.probs.items()})
+            rows.append(row)
+        return rows
+
+
+def _image_processor_for(spec: _ScorerSpec) -> Any:
+    """The model's image processor, read from its folder without loading any weights.
+
+    The same folder choice as ``ArtQuant.from_pretrained``: the first of the checkpoint and (for
+    a LoRA release) its base holding ``preprocessor_config.json``, else the checkpoint.
+    """
+    from artquant_model import MPLUGOwl2ImageProcessor, detect_checkpoint_format, lora_base_folder
+    from artquant_sdk._zoo import resolve_weights
+
+    weights = resolve_weights(
+        spec.model, revision=spec.revision, local_files_only=spec.local_files_only
+    )
+    _refuse_generic_backbone(weights.path, spec.base)
+    folders = [weights.path]
+    if detect_checkpoint_format(weights.path) == "lora":
+        card_base = weights.card.base if weights.card else None
+        base = spec.base or card_base or lora_base_folder(weights.path)
+        if base is not None:
+            folders.append(resolve_weights(base, local_files_only=spec.local_files_only).path)
+    folder = next((f for f in folders if (f / "preprocessor_config.json").is_file()), folders[0])
+    return MPLUGOwl2ImageProcessor.from_pretrained(folder)
+
+
+def _refuse_generic_backbone(folder: Path, base: str | None) -> None:
+    """Refuse a checkpoint of the generic (Qwen-VL) backbone, before any task starts.
+
+    The CPU tasks ship fixed-size ``[S, S, 3]`` pictures, which is mPLUG-Owl2's preprocessing;
+    the generic backbone's picture tokens depend on the picture's size, so its pictures need
+    another payload. Until then a clear refusal beats actors that fail on every batch.
+    """
+    from artquant_model.backbones import (
+        UnsupportedModelError,
+        checkpoint_model_type,
+        family_of,
+    )
+
+    try:
+        model_type = checkpoint_model_type(folder, base)
+        family = family_of(model_type)
+    except UnsupportedModelError:
+        return  # no model type to read: the mPLUG-Owl2 loader decides, as before
+    if family != "mplug_owl2":
+        raise ValueError(
+            f"{folder} is a {model_type!r} checkpoint (the generic backbone); the Ray engine "
+            "scores mPLUG-Owl2 checkpoints only for now: use --engine local (artquant score "
+            "with torchrun for several GPUs)"
+        )
+
+
+def _level_words_for(spec: _ScorerSpec) -> list[str]:
+    """The level words ``ArtQuant.from_pretrained`` would use (preset, ModelZoo entry, default)."""
+    from artquant_sdk._api import level_preset
+    from artquant_sdk._zoo import load_manifest
+
+    if spec.levels is not None:
+        return list(level_preset(spec.levels).words)
+    card = load_manifest().models.get(spec.model)
+    return list(level_preset(card.levels if card else "artquant").words)
+
+
+def _payload_batch(rows: list[tuple[str, int, int, np.ndarray, str]]) -> dict[str, np.ndarray]:
+    return {
+        "image": np.array([r[0] for r in rows], dtype=object),
+        "unit": np.array([r[1] for r in rows], dtype=np.int64),
+        "item": np.array([r[2] for r in rows], dtype=np.int64),
+        "error": np.array([r[4] for r in rows], dtype=object),
+        "pixels": np.stack([r[3] for r in rows]),
+    }
+
+
+def _read_and_decode(
+    units: pa.Table, *, backbone: _Backbone, columns: ManifestColumns, batch_size: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """CPU task: read the units' pictures and preprocess them, ``batch_size`` rows at a time.
+
+    An unreadable picture gets its error (and a placeholder payload), never an exception.
+    """
+    pending: list[tuple[str, int, int, np.ndarray, str]] = []
+    for unit in units.to_pylist():
+        for image_id, item, source, error in read_unit(unit, columns):
+            payload = None
+            if error is None and source is not None:
+                try:
+                    payload = backbone.decode(source)
+                except Exception as failure:
+                    # any failure of one picture (decoder, conversion, resize) becomes its row
+                    error = describe_error(failure)
+            pending.append(
+                (image_id, int(unit["unit"]), item, payload if payload is not None
+                 else backbone.placeholder(), error or "")
+            )  # fmt: skip
+            if len(pending) >= batch_size:
+                yield _payload_batch(pending)
+                pending = []
+    if pending:
+        yield _payload_batch(pending)
+
+
+class _ScoreActor:
+    """Actor: loads the scorer once, then scores batches and commits each as one part file."""
+
+    def __init__(self, backbone: _Backbone, parts: Location) -> None:
+        import torch
+
+        # As many torch threads as CPUs reserved (Ray's OMP_NUM_THREADS may come too late: torch
+        # is imported while this actor's arguments are unpickled).
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+        if cpus:
+            torch.set_num_threads(max(1, int(cpus)))
+        self.backbone = backbone
+        self.backbone.load()
+        self.parts = parts
+        self.words = backbone.words
+
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        started = time.perf_counter()
+        cpu = time.process_time()
+        ids = [str(i) for i in batch["image"]]
+        errors = [str(e) or None for e in batch["error"]]
+        rows: list[dict[str, object]] = [
+            {"image": image_id, "error": error} for image_id, error in zip(ids, errors, strict=True)
+        ]
+        good = [i for i, error in enumerate(errors) if error is None]
+        if good:
+            pixels = batch["pixels"]
+            try:
+                scored = list(zip(good, self.backbone.score(pixels[good]), strict=True))
+            except Exception:
+                # one picture must not sink the batch (out of memory, say): one at a time
+                scored = []
+                for i in good:
+                    try:
+                        scored.append((i, self.backbone.score(pixels[i : i + 1])[0]))
+                    except Exception as error:
+                        rows[i]["error"] = describe_error(error)
+            for i, row in scored:
+                rows[i] = {"image": ids[i], **row}
+        table = rows_to_table(rows, self.words, batch["unit"].tolist(), batch["item"].tolist())
+        commit_part(self.parts, table)
+        return {
+            "rows": np.array([len(rows)]),
+            "errors": np.array([sum(1 for r in rows if r.get("error"))]),
+            "actor": np.array([os.getpid()]),
+            "busy_s": np.array([time.perf_counter() - started]),
+            "cpu_s": np.array([time.process_time() - cpu]),
+            # when this batch was committed (wall clock): the driver may see results later,
+            # when Ray hands it a bundle of them
+            "done_at": np.array([time.time()]),
+        }
+
+
+def _blocks(units: Sequence[Unit]) -> list[pa.Table]:
+    """The units as Ray blocks, one read task each: files in groups of ``_UNITS_PER_BLOCK``, a
+    shard or a manifest's row group alone (it holds many pictures already)."""
+    blocks: list[pa.Table] = []
+    files: list[Unit] = []
+    for unit in units:
+        if unit.kind == "file":
+            files.append(unit)
+            if len(files) == _UNITS_PER_BLOCK:
+                blocks.append(units_table(files))
+                files = []
+        else:
+            blocks.append(units_table([unit]))
+    if files:
+        blocks.append(units_table(files))
+    return blocks
+
+
+def _connect(address: str | None) -> None:
+    if ray.is_initialized():
+        if address is not None:
+            logger.info("Ray is already initialised in this process; ignoring address %s", address)
+        return
+    ray.init(address=address, logging_level=logging.WARNING)
+
+
+def _cluster_gpus() -> float:
+    return float(ray.cluster_resources().get("GPU", 0.0))
+
+
+def _positive_int(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return value
+
+
+def score_dataset(
+    sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    model: str | os.PathLike[str] = DEFAULT_MODEL,
+    base: str | os.PathLike[str] | None = None,
+    tokenizer: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    revision: str | None = None,
+    local_files_only: bool = False,
+    levels: str | None = None,
+    batch_size: int = 8,
+    actors: int | None = None,
+    gpus_per_actor: float | None = None,
+    cpus_per_actor: float = 1.0,
+    recursive: bool = False,
+    path_column: str = "path",
+    bytes_column: str = "bytes",
+    id_column: str | None = None,
+    max_pixels: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    tune_malloc: bool = True,
+    ray_address: str | None = None,
+) -> ScoreDatasetSummary:
+    """Score every picture of ``sources`` on Ray into one Parquet file, each id exactly once.
+
+    Args:
+        sources: Image folders, globs, image files, Parquet/CSV manifests and tar shards; local
+            paths or URIs of any pyarrow filesystem (``s3://``, ``gs://``, ...).
+        output: The output ``.parquet`` file (local or a URI). Part files live in
+            ``.<name>.parts/`` beside it until the merge.
+        model: A ModelZoo name, a checkpoint folder or a hub id (as ``ArtQuant.from_pretrained``).
+        base: The base of a LoRA release.
+        tokenizer: A tokenizer folder when the checkpoint has none.
+        device: The actors' device; None: ``cuda`` with GPUs per actor, else ``cpu``.
+        dtype: As ``ArtQuant.from_pretrained`` (default bfloat16 on CUDA, float32 on CPU).
+        revision: Hub revision.
+        local_files_only: Never download.
+        levels: A level preset name (``artquant``, ``qalign``, ``onealign``).
+        batch_size: Pictures per forward pass (and per part file).
+        actors: Scoring actors (each loads the model once); None: GPUs // ``gpus_per_actor`` on a
+            cluster with GPUs, else 1.
+        gpus_per_actor: GPUs each actor reserves (fractions share a GPU); None: 1 where the
+            cluster has GPUs, else 0.
+        cpus_per_actor: CPUs each actor reserves (Ray then gives it as many torch threads).
+        recursive: Descend into sub-folders of folder sources.
+        path_column: A manifest's column of picture paths.
+        bytes_column: A Parquet manifest's column of encoded pictures.
+        id_column: A manifest's id column (default: the path, or ``<manifest>#<row>``).
+        max_pixels: Decompression-bomb limit (default ``artquant_model``'s).
+        resume: Keep the rows the output and its parts hold; score only the rest.
+        overwrite: Replace an existing output (and its parts).
+        progress: Show a progress bar (None: when stderr is a terminal).
+        tune_malloc: On CPU actors, keep freed memory in the heap (see ``artquant score``).
+        ray_address: The cluster to join (``auto``, ``ray://host:10001``, ...); None: the one in
+            ``RAY_ADDRESS``, else a new local instance. A Ray already initialised in this process
+            is used as it is.
+
+    Returns:
+        A :class:`ScoreDatasetSummary`.
+
+    Raises:
+        ValueError: A bad argument, a manifest without the needed columns, no pictures found,
+            or an output written by another model.
+        FileNotFoundError: A source does not exist.
+        FileExistsError: The output (or its parts) exists and neither ``resume`` nor
+            ``overwrite`` was given.
+        ScorerLoadError: The model could not be resolved or loaded.
+        RuntimeError: The run ended without a row for every input (rerun with ``resume``).
+
+    Example:
+        >>> from artquant_sdk.ray import score_dataset  # doctest: +SKIP
+        >>> score_dataset(["s3://bucket/shards/*.tar"], "s3://bucket/scores.parquet",
+        ...               actors=8, gpus_per_actor=1)  # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    from artquant_sdk._output import OutputFormatError
+
+    started = time.monotonic()
+    started_at = time.time()
+    batch_size = _positive_int("batch_size", batch_size)
+    if actors is not None:
+        actors = _positive_int("actors", actors)
+    if gpus_per_actor is not None and not (gpus_per_actor >= 0 and math.isfinite(gpus_per_actor)):
+        raise ValueError(f"gpus_per_actor must be a number >= 0; got {gpus_per_actor!r}")
+    if not (cpus_per_actor > 0 and math.isfinite(cpus_per_actor)):
+        raise ValueError(f"cpus_per_actor must be a number > 0; got {cpus_per_actor!r}")
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
+    out = Location.of(output)
+    if not out.path.lower().endswith(".parquet"):
+        raise ValueError(f"output {os.fspath(output)!r} must be a .parquet file")
+    parts = parts_location(out)
+    leftovers = [p.path for p in (out, parts) if p.exists()]
+    if leftovers and not (resume or overwrite):
+        raise FileExistsError(
+            f"{leftovers[0]} already exists; pass resume=True (--resume) to continue it or "
+            "overwrite=True (--overwrite) to replace it"
+        )
+    listed = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
+    columns = ManifestColumns(path_column, bytes_column, id_column)
+    units = expand_sources(listed, recursive=recursive, columns=columns)
+    if not units:
+        raise ValueError(
+            f"no pictures found in {[os.fspath(s) for s in listed]}"
+            + ("" if recursive else " (recursive=True / --recursive for sub-folders)")
+        )
+    spec = _ScorerSpec(
+        model=os.fspath(model),
+        base=None if base is None else os.fspath(base),
+        tokenizer=None if tokenizer is None else os.fspath(tokenizer),
+        device=device,
+        dtype=dtype,
+        revision=revision,
+        local_files_only=local_files_only,
+        levels=levels,
+        tune_malloc=tune_malloc,
+        max_pixels=max_pixels,
+    )
+    backbone = _Backbone(spec)
+    words = backbone.words
+
+    if overwrite:
+        if out.exists():
+            out.fs.delete_file(out.path)
+        remove_parts(parts)
+    done: set[str] = set()
+    if resume:
+        removed = remove_temporary(parts)
+        if removed:
+            logger.info("removed %d temporary file(s) of killed writers", removed)
+        try:
+            done = read_done_ids(out, parts, words)
+        except OutputFormatError as error:
+            raise ValueError(str(error)) from error
+    expected = [i for u in units for i in (u.expected_ids() or [])]
+    order_of_previous = order_keys(units)
+    todo = apply_resume(units, done)
+    already_done = sum(1 for i in expected if i in done)
+    known_todo = sum(len(u.expected_ids() or []) - len(u.skip) for u in todo)
+    logger.info(
+        "%d unit(s), %d known id(s), %d already done, %d unit(s) to read",
+        len(units),
+        len(expected),
+        already_done,
+        len(todo),
+    )
+
+    new_rows = 0
+    first_done = math.inf
+    busy: dict[int, float] = {}
+    cpu_seconds = 0.0
+    if todo:
+        _connect(ray_address)
+        gpus = gpus_per_actor if gpus_per_actor is not None else min(1.0, _cluster_gpus())
+        n_actors = actors or (max(1, int(_cluster_gpus() // gpus)) if gpus > 0 else 1)
+        if spec.device is None:
+            spec = spec.model_copy(update={"device": "cuda" if gpus > 0 else "cpu"})
+            backbone.spec = spec
+        context = ray.data.DataContext.get_current()
+        show = progress if progress is not None else _stderr_is_terminal()
+        context.enable_progress_bars = False  # ours counts pictures; Ray's count blocks
+        dataset: ray.data.Dataset = ray.data.from_arrow(_blocks(todo))
+        dataset = dataset.map_batches(
+            _read_and_decode,  # type: ignore[arg-type]
+            batch_size=None,
+            batch_format="pyarrow",
+            fn_kwargs={"backbone": backbone, "columns": columns, "batch_size": batch_size},
+            num_cpus=1,
+            # A read worker holds torch and the image processor (about 550 MiB measured) and a
+            # batch of pictures. Declaring it also makes these tasks' resources differ from the
+            # actors': Ray Data would otherwise fuse reading into the scoring actors on a CPU
+            # cluster, and the actors would decode instead of scoring.
+            memory=_READ_TASK_MEMORY,
+        )
+        dataset = dataset.map_batches(
+            _ScoreActor,
+            fn_constructor_kwargs={"backbone": backbone, "parts": parts},
+            batch_size=batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=n_actors),
+            num_gpus=gpus,
+            num_cpus=cpus_per_actor,
+        )
+        logger.info(
+            "scoring on %d actor(s), %g GPU and %g CPU each, batch %d",
+            n_actors,
+            gpus,
+            cpus_per_actor,
+            batch_size,
+        )
+        with tqdm(total=known_todo or None, unit="img", desc="scoring", disable=not show) as bar:
+            try:
+                for summary in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                    first_done = min(first_done, float(summary["done_at"].min()))
+                    for rows, actor, seconds, cpu in zip(
+                        summary["rows"],
+                        summary["actor"],
+                        summary["busy_s"],
+                        summary["cpu_s"],
+                        strict=True,
+                    ):
+                        new_rows += int(rows)
+                        busy[int(actor)] = busy.get(int(actor), 0.0) + float(seconds)
+                        cpu_seconds += float(cpu)
+                        bar.update(int(rows))
+            except Exception as error:
+                raise RuntimeError(
+                    f"the Ray pipeline failed ({type(error).__name__}: {error}); the scored "
+                    f"batches are kept in {_uri(parts)}: rerun with resume=True (--resume)"
+                ) from error
+
+    result = merge_parts(
+        out,
+        parts,
+        words,
+        previous=resume,
+        order_of_previous=order_of_previous,
+        expected=expected,
+    )
+    if result.missing:
+        raise RuntimeError(
+            f"{len(result.missing)} input(s) have no row (first: {result.missing[0]}); the parts "
+            f"are kept in {_uri(parts)}: rerun with resume=True (--resume)"
+        )
+    remove_parts(parts)
+    return ScoreDatasetSummary(
+        output=_uri(out),
+        rows=result.rows,
+        scored=result.scored,
+        errors=result.errors,
+        already_done=already_done,
+        new_rows=new_rows,
+        seconds=time.monotonic() - started,
+        startup_seconds=None if first_done == math.inf else first_done - started_at,
+        actor_busy_seconds=sum(busy.values()),
+        actor_cpu_seconds=cpu_seconds,
+        actors=len(busy),
+    )
+
+
+def _uri(location: Location) -> str:
+    """A location as the user would write it (the scheme of object storage kept)."""
+    import pyarrow.fs as pafs
+
+    if isinstance(location.fs, pafs.LocalFileSystem):
+        return location.path
+    return f"{location.fs.type_name}://{location.path}"
+
+
+def _stderr_is_terminal() -> bool:
+    import sys
+
+    return sys.stderr.isatty()
