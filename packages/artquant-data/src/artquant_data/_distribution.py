@@ -113,7 +113,7 @@ def fit_level_gaussian(
         scores: One score or an array of scores (any shape), on the scale of ``values``.
         values: Level values, in the order of the returned probabilities.
         method: ``"batched"`` (default) replays scipy's L-BFGS-B for many scores in lockstep
-            (bit-identical to the original, about 30x faster); ``"minimize"`` calls
+            (the original's numbers, about 30x faster); ``"minimize"`` calls
             ``scipy.optimize.minimize`` once per distinct score, like the notebook.
         progress: Show a progress bar.
 
