@@ -190,3 +190,54 @@ def test_spec_file_travels_with_the_folder(tiny_vlm_dirs, tmp_path, qwen2_tokeni
         values=(1.0, 0.0),
     )
     assert abs(float(result.score[0]) - reference) < ATOL
+
+
+def test_a_peft_adapter_loads_over_its_base_and_scores_as_the_merged_model(
+    tiny_vlm_dirs, tmp_path, pictures
+):
+    # a LoRA adapter (random, non-zero B: init_lora_weights=False) saved by peft over a tiny
+    # Qwen2.5-VL; the backbone must find the base named in adapter_config.json (or given), take
+    # the tokenizer and processor from it, and score as the merged model does through the plain
+    # transformers procedure
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText, AutoTokenizer, Qwen2VLImageProcessorPil
+
+    from artquant_model.testing import plain_vlm_scores
+
+    base = tiny_vlm_dirs("qwen2_5_vl")
+    torch.manual_seed(3)
+    model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32)
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
+    peft_model = get_peft_model(model, config)
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter)
+    assert not (adapter / "config.json").exists()
+    merged = peft_model.merge_and_unload().eval()
+
+    question = ARTQUANT_SPEC.question()
+    kwargs = {
+        "question": question.prompt,
+        "stem": question.stem,
+        "words": ARTQUANT_SPEC.words,
+        "values": ARTQUANT_SPEC.values,
+    }
+    reference = plain_vlm_scores(
+        merged,
+        AutoTokenizer.from_pretrained(base),
+        Qwen2VLImageProcessorPil.from_pretrained(base),
+        pictures,
+        **kwargs,
+    )
+    untouched = reference_vlm_scores(base, pictures, **kwargs)
+    # the adapter really changes the scores, so the equality below is not the base's
+    assert max(abs(a[0] - b[0]) for a, b in zip(reference, untouched, strict=True)) > 1e-3
+
+    for loaded in (load_backbone(adapter), load_backbone(adapter, base=base)):
+        result = loaded.score(stack_pixels(list(loaded.image_processor(pictures))))
+        np.testing.assert_allclose(
+            result.score.tolist(), [r[0] for r in reference], rtol=0, atol=ATOL
+        )
+    with pytest.raises(ValueError, match="is not an adapter"):
+        load_backbone(base, base=base)
