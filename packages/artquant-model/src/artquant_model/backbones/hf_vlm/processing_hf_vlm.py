@@ -19,7 +19,9 @@ the layout the Qwen-VL models take.
 Example:
     >>> import numpy as np
     >>> from transformers import Qwen2VLImageProcessorPil
-    >>> processor = VisionImageProcessor(Qwen2VLImageProcessorPil())
+    >>> # explicit pixel limits: the class's defaults differ between transformers versions
+    >>> limits = {"shortest_edge": 56 * 56, "longest_edge": 28 * 28 * 1280}
+    >>> processor = VisionImageProcessor(Qwen2VLImageProcessorPil(size=limits))
     >>> batch = processor([np.zeros((56, 84, 3), np.uint8)])
     >>> batch.image_grid_thw.tolist(), batch.token_counts(merge_size=2)
     ([[1, 4, 6]], [6])
