@@ -69,6 +69,7 @@ def test_scores_equal_the_plain_procedure_at_batch_1_2_5(
     backbone = loaded(model_type)
     assert isinstance(backbone, HFVisionLanguageBackbone)
     assert backbone.vlm_family.name == model_type
+    assert not backbone.recurrent  # one padded pass per batch (Gemma 3's sliding layers too)
     reference = _reference(folder, pictures)
     pixels = backbone.image_processor(pictures)
     assert isinstance(pixels, TileBatch)

@@ -99,9 +99,10 @@ class HFVisionLanguageBackbone(Backbone):
         self.placeholder = self.vlm_family.placeholder(config, tokenizer)
         self.picture_text = self.vlm_family.picture_text(config, tokenizer)
         text_config = getattr(config, "text_config", config)
-        # Linear-attention (gated delta rule) layers, as in Qwen3.5: see level_logits.
+        # Linear-attention (gated delta rule) layers, as in Qwen3.5: see level_logits. Gemma 3's
+        # sliding-window layers are attention (padding-safe), not recurrent.
         self.recurrent = any(
-            kind != "full_attention" for kind in getattr(text_config, "layer_types", None) or ()
+            kind == "linear_attention" for kind in getattr(text_config, "layer_types", None) or ()
         )
         pad = tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else tokenizer.eos_token_id)
