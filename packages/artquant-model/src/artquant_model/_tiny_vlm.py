@@ -27,6 +27,21 @@ _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def _tiny_text(vocab_size: int, hidden_size: int, layers: int, head_dim: int) -> dict[str, Any]:
+    """The language-model fields every tiny family shares (one key-value head, tied head)."""
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": layers,
+        "num_attention_heads": max(1, hidden_size // head_dim),
+        "num_key_value_heads": 1,
+        "head_dim": head_dim,
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": True,
+    }
+
+
 def _patch_size(model_type: str) -> int:
     return 16 if model_type.startswith("qwen3") else 14
 
@@ -75,18 +90,7 @@ def tiny_vlm_config(
             **text_overrides,
         )
     head_dim = 32 if model_type == "qwen3_5" else 16
-    heads = max(1, hidden_size // head_dim)
-    text: dict[str, Any] = {
-        "vocab_size": vocab_size,
-        "hidden_size": hidden_size,
-        "intermediate_size": 2 * hidden_size,
-        "num_hidden_layers": num_hidden_layers,
-        "num_attention_heads": heads,
-        "num_key_value_heads": 1,
-        "head_dim": head_dim,
-        "max_position_embeddings": 4096,
-        "tie_word_embeddings": True,
-    }
+    text = _tiny_text(vocab_size, hidden_size, num_hidden_layers, head_dim)
     half = head_dim // 2
     if model_type == "qwen3_5":
         rotary = head_dim // 4  # partial_rotary_factor 0.25, as the released models
@@ -285,18 +289,7 @@ def _tiny_tiled_config(
     InternVL (32 px tiles in 8 px patches, pixel-shuffled to 4 tokens per tile; Qwen2 LM)."""
     from transformers import AutoConfig
 
-    heads = max(1, hidden_size // 16)
-    text: dict[str, Any] = {
-        "vocab_size": vocab_size,
-        "hidden_size": hidden_size,
-        "intermediate_size": 2 * hidden_size,
-        "num_hidden_layers": num_hidden_layers,
-        "num_attention_heads": heads,
-        "num_key_value_heads": 1,
-        "head_dim": 16,
-        "max_position_embeddings": 4096,
-        "tie_word_embeddings": True,
-    }
+    text = _tiny_text(vocab_size, hidden_size, num_hidden_layers, head_dim=16)
     vision: dict[str, Any] = {
         "hidden_size": vision_hidden_size,
         "intermediate_size": 2 * vision_hidden_size,

@@ -151,6 +151,22 @@ class Qwen(VLMFamily):
 
 class _Tiled(VLMFamily):
     batch_type = TileBatch
+    #: Native resolution cuts pictures into aspect-ratio tiles (InternVL), else one tile.
+    crop_to_patches: ClassVar[bool] = False
+
+    @abstractmethod
+    def tokens_per_tile(self, config: Any) -> int:
+        """Language-model tokens each tile gives (what the family's processor writes)."""
+
+    def image_processor(
+        self, folder: str | os.PathLike[str], config: Any, resolution: Resolution
+    ) -> TileImageProcessor:
+        return TileImageProcessor(
+            pil_image_processor(folder, self.image_processors),
+            tokens_per_tile=self.tokens_per_tile(config),
+            resolution=resolution,
+            crop_to_patches=self.crop_to_patches,
+        )
 
     def pixel_inputs(
         self, pixels: TileBatch, device: torch.device, dtype: torch.dtype
@@ -184,14 +200,8 @@ class Gemma3(_Tiled):
         image = _token(tokenizer, config.image_token_id, "image token")
         return f"\n\n{start}{image}{end}\n\n"
 
-    def image_processor(
-        self, folder: str | os.PathLike[str], config: Any, resolution: Resolution
-    ) -> TileImageProcessor:
-        return TileImageProcessor(
-            pil_image_processor(folder, self.image_processors),
-            tokens_per_tile=int(config.mm_tokens_per_image),
-            resolution=resolution,
-        )
+    def tokens_per_tile(self, config: Any) -> int:
+        return int(config.mm_tokens_per_image)
 
 
 class InternVL(_Tiled):
@@ -202,6 +212,7 @@ class InternVL(_Tiled):
 
     name = "internvl"
     model_types = ("internvl",)
+    crop_to_patches = True  # InternVLProcessor's default
     image_processors: ClassVar[dict[str, str]] = {
         "GotOcr2ImageProcessor": "GotOcr2ImageProcessorPil",
         "GotOcr2ImageProcessorFast": "GotOcr2ImageProcessorPil",
@@ -213,23 +224,17 @@ class InternVL(_Tiled):
         end = _special(tokenizer, "end_image_token", "</img>")
         return f"{start}{_token(tokenizer, config.image_token_id, 'image token')}{end}"
 
-    def image_processor(
-        self, folder: str | os.PathLike[str], config: Any, resolution: Resolution
-    ) -> TileImageProcessor:
-        return TileImageProcessor(
-            pil_image_processor(folder, self.image_processors),
-            tokens_per_tile=internvl_tokens_per_tile(config),
-            resolution=resolution,
-            crop_to_patches=True,  # InternVLProcessor's default
-        )
+    def tokens_per_tile(self, config: Any) -> int:
+        """The vision tower's patches per tile, shrunk by the pixel shuffle
+        (``downsample_ratio`` per side)."""
+        vision = config.vision_config
+        side = _first(vision.image_size) // _first(vision.patch_size)
+        return round(side * side * float(config.downsample_ratio) ** 2)
 
 
-def internvl_tokens_per_tile(config: Any) -> int:
-    """Tokens per tile of an InternVL config: the vision tower's patches per tile, shrunk by
-    the pixel shuffle (``downsample_ratio`` per side)."""
-    vision = config.vision_config
-    side = int(vision.image_size[0]) // int(vision.patch_size[0])
-    return round(side * side * float(config.downsample_ratio) ** 2)
+def _first(size: Any) -> int:
+    """A square size given as an int or as ``(height, width)``."""
+    return int(size if isinstance(size, int) else size[0])
 
 
 _ADAPTERS: tuple[VLMFamily, ...] = (Qwen(), Gemma3(), InternVL())
@@ -257,6 +262,5 @@ __all__ = [
     "InternVL",
     "Qwen",
     "VLMFamily",
-    "internvl_tokens_per_tile",
     "vlm_family",
 ]
