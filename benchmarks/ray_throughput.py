@@ -18,11 +18,12 @@ Reported per engine: wall time and images/s end to end; for Ray also the start-u
 then until the first scored batch: actor start, model load, first batch read and decoded) and
 the *per-actor* throughput once started (rows over the actor's time inside its scoring calls),
 whose ratio to the local scoring rate is the check (issue 16: at least 0.8). Serialisation is
-measured directly on the real payload of one of the pictures (``kind=payload``), for each
-payload the backbone can travel as (mPLUG-Owl2: uint8 ``fixed`` and float32 ``pixels``; the
-generic backbone: ``pixels``): bytes per picture, the read task's preprocessing, a batch through
-the object store (``ray.put`` + ``ray.get`` in another process) and through Ray Data's Arrow
-conversion, and the actor's work to turn the batch into the model's input, per picture.
+measured directly on the payload of one of the pictures (``payloads`` of the Ray record): the
+engine's (``float32``, the image processor's output) and, for mPLUG-Owl2, the alternative of
+uint8 pictures normalised in the actor (``uint8``): bytes per picture, the read task's
+preprocessing, a batch through the object store (``ray.put`` + ``ray.get`` in another process)
+and through Ray Data's Arrow conversion, and the actor's work to turn the batch into the model's
+input, per picture.
 
 Example::
 
@@ -188,16 +189,20 @@ def run_ray(
 def measure_payloads(
     checkpoint: Path, tokenizer: Path | None, picture: Path, batch_size: int, repeats: int = 5
 ) -> list[dict[str, Any]]:
-    """Per picture, for each payload kind the backbone can travel as: bytes, the read task's
-    preprocessing, the object store and Arrow round trips of a batch, and the actor's work."""
+    """Per picture: bytes, the read task's preprocessing, the object store and Arrow round trips
+    of a batch, and the actor's work to make the model's input; for the engine's payload
+    (``float32``: the image processor's output) and, for mPLUG-Owl2, the alternative of uint8
+    ``[S, S, 3]`` pictures normalised in the actor (``uint8``)."""
+    import numpy as np
     import ray
     from ray.data.block import BlockAccessor
 
-    from artquant_sdk.ray import _Backbone, _payload_batch, _Pending, _PixelsPayload, _ScorerSpec
+    from artquant_model import MPLUGOwl2ImageProcessor
+    from artquant_sdk.ray import _Backbone, _ScorerSpec
 
     @ray.remote(num_cpus=0)
     def fetch(refs: list[Any]) -> int:
-        return len(ray.get(refs[0])["image"])
+        return len(ray.get(refs[0])["pixels"])
 
     def per_image(seconds: float) -> float:
         return seconds / repeats / batch_size * 1e3
@@ -205,19 +210,28 @@ def measure_payloads(
     backbone = _Backbone(
         _ScorerSpec(model=str(checkpoint), tokenizer=None if tokenizer is None else str(tokenizer))
     )
-    kinds = [backbone.payload]
-    if backbone.payload.kind != "pixels":
-        kinds.append(_PixelsPayload(backbone.image_processor))
+    payload = backbone.payload
+    # (name, one picture -> its columns, rows -> batch columns, batch -> model input)
+    variants: list[tuple[str, Any, Any, Any]] = [
+        ("float32", backbone.decode, payload.columns, payload.pixels)
+    ]
+    processor = backbone.image_processor
+    if isinstance(processor, MPLUGOwl2ImageProcessor):
+        variants.append(
+            (
+                "uint8",
+                lambda source: {"pixels": processor.preprocess_uint8(source)},
+                lambda rows: {"pixels": np.stack([r["pixels"] for r in rows])},
+                lambda batch, rows: processor.normalize(batch["pixels"][rows]),
+            )
+        )
     results = []
-    for payload in kinds:
-        backbone.payload = payload
+    for name, encode, columns, to_input in variants:
         started = time.perf_counter()
         for _ in range(repeats):
-            row = backbone.decode(str(picture))
-        encode = (time.perf_counter() - started) / repeats * 1e3
-        batch = _payload_batch(
-            backbone, [_Pending(str(picture), 0, i, row, "") for i in range(batch_size)]
-        )
+            row = encode(str(picture))
+        task = (time.perf_counter() - started) / repeats * 1e3
+        batch = columns([row] * batch_size)
         ray.get(fetch.remote([ray.put(batch)]))  # warm the remote worker
         started = time.perf_counter()
         for _ in range(repeats):
@@ -230,13 +244,13 @@ def measure_payloads(
         arrow = per_image(time.perf_counter() - started)
         started = time.perf_counter()
         for _ in range(repeats):
-            payload.pixels(arrived, list(range(batch_size)))
+            to_input(arrived, list(range(batch_size)))
         actor = per_image(time.perf_counter() - started)
         results.append(
             {
-                "kind": payload.kind,
+                "payload": name,
                 "bytes_per_image": int(block.nbytes) // batch_size,
-                "task_preprocess_ms_per_image": encode,
+                "task_preprocess_ms_per_image": task,
                 "object_store_roundtrip_ms_per_image": store,
                 "arrow_roundtrip_ms_per_image": arrow,
                 "actor_to_model_input_ms_per_image": actor,

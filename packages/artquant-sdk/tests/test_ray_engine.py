@@ -254,26 +254,6 @@ def test_shards_and_row_groups_get_a_read_task_each() -> None:
     assert sorted(u for b in blocks for u in b.column("unit").to_pylist()) == list(range(132))
 
 
-@pytest.fixture(scope="module")
-def qwen_models(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Tiny random Qwen2.5-VL checkpoints (real Qwen2 tokenizer): native and fixed 56 px."""
-    from transformers import AutoTokenizer
-
-    from artquant_model import ARTQUANT_SPEC, Resolution
-    from artquant_model.testing import save_tiny_vlm
-
-    tokenizer_dir = shared / "tokenizers" / "qwen2_vl"
-    if not (tokenizer_dir / "tokenizer.json").is_file():
-        pytest.skip(f"the Qwen2 tokenizer is missing from {shared}")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    root = tmp_path_factory.mktemp("qwen")
-    fixed = ARTQUANT_SPEC.model_copy(update={"resolution": Resolution(mode="fixed", size=56)})
-    return {
-        "native": save_tiny_vlm(root / "native", "qwen2_5_vl", tokenizer),
-        "fixed": save_tiny_vlm(root / "fixed", "qwen2_5_vl", tokenizer, spec=fixed),
-    }
-
-
 # Native resolution batches pictures of different token counts, left-padded: the padding changes
 # float32 reductions, so a row in a batch moves from its batch-of-one score by about 1e-6 (1.1e-6
 # measured here; the backbone guarantees 1e-5). Fixed resolution has no padding.
@@ -282,7 +262,7 @@ QWEN_ATOL = {"native": 1e-5, "fixed": ATOL}
 
 @pytest.mark.parametrize("mode", ["native", "fixed"])
 def test_a_qwen_checkpoint_scores_as_the_api_in_both_resolutions(
-    ray_address: str, tmp_path: Path, qwen_models: dict[str, Path], mode: str
+    ray_address: str, tmp_path: Path, tiny_qwen_checkpoints: dict[str, Path], mode: str
 ) -> None:
     folder = tmp_path / "pics"
     folder.mkdir()
@@ -297,9 +277,14 @@ def test_a_qwen_checkpoint_scores_as_the_api_in_both_resolutions(
     out = tmp_path / "scores.parquet"
 
     summary = score_dataset(
-        [folder, bad], out, model=qwen_models[mode], device="cpu", batch_size=4, actors=1,
+        [folder, bad],
+        out,
+        model=tiny_qwen_checkpoints[mode],
+        device="cpu",
+        batch_size=4,
+        actors=1,
         progress=False,
-    )  # fmt: skip
+    )
 
     rows = pq.read_table(out).to_pylist()
     assert [r["image"] for r in rows] == [*files, str(bad / "truncated.png")]
@@ -307,7 +292,7 @@ def test_a_qwen_checkpoint_scores_as_the_api_in_both_resolutions(
     assert rows[-1]["error"].startswith("ImageLoadError: ")
     assert "truncated.png" in rows[-1]["error"]
     assert rows[-1]["score"] is None
-    scorer = ArtQuant.from_pretrained(qwen_models[mode], device="cpu")
+    scorer = ArtQuant.from_pretrained(tiny_qwen_checkpoints[mode], device="cpu")
     for row, result in zip(rows[:-1], scorer.score(files, batch_size=1), strict=True):
         assert row["error"] is None, row
         assert row["score"] == pytest.approx(result.score, abs=QWEN_ATOL[mode])

@@ -341,25 +341,6 @@ def _ray_round_trip(batch: dict[str, object]) -> dict[str, object]:
     return BlockAccessor.for_block(block).to_batch_format("numpy")  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="module")
-def qwen_folders(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from transformers import AutoTokenizer
-
-    from artquant_model import ARTQUANT_SPEC, Resolution
-    from artquant_model.testing import save_tiny_vlm
-
-    tokenizer_dir = shared / "tokenizers" / "qwen2_vl"
-    if not (tokenizer_dir / "tokenizer.json").is_file():
-        pytest.skip(f"the Qwen2 tokenizer is missing from {shared}")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    root = tmp_path_factory.mktemp("qwen")
-    fixed = ARTQUANT_SPEC.model_copy(update={"resolution": Resolution(mode="fixed", size=56)})
-    return {
-        "native": save_tiny_vlm(root / "native", "qwen2_5_vl", tokenizer),
-        "fixed": save_tiny_vlm(root / "fixed", "qwen2_5_vl", tokenizer, spec=fixed),
-    }
-
-
 def _pictures(folder: Path) -> list[Path]:
     import numpy as np
 
@@ -374,7 +355,7 @@ def _pictures(folder: Path) -> list[Path]:
 
 @pytest.mark.parametrize("mode", ["native", "fixed"])
 def test_qwen_payloads_carry_exactly_the_pixels_the_api_scores(
-    tmp_path: Path, qwen_folders: dict[str, Path], mode: str
+    tmp_path: Path, tiny_qwen_checkpoints: dict[str, Path], mode: str
 ) -> None:
     # A read task's payloads, through Ray's Arrow conversion, give the actor the very pixels
     # ArtQuant.score feeds the backbone (bit for bit), error rows included in the batch.
@@ -386,15 +367,16 @@ def test_qwen_payloads_carry_exactly_the_pixels_the_api_scores(
     from artquant_sdk.ray import _Backbone, _payload_batch, _Pending, _ScorerSpec
 
     pictures = _pictures(tmp_path / "pics")
-    backbone = _Backbone(_ScorerSpec(model=str(qwen_folders[mode])))
-    assert backbone.payload.kind == "pixels"
+    backbone = _Backbone(_ScorerSpec(model=str(tiny_qwen_checkpoints[mode])))
     rows = [_Pending(str(p), 0, i, backbone.decode(str(p)), "") for i, p in enumerate(pictures)]
     rows.insert(2, _Pending("broken", 0, 9, backbone.placeholder(), "ImageLoadError: x"))
     batch = _ray_round_trip(_payload_batch(backbone, rows))
     good = [0, 1, 3, 4]
     pixels = backbone.payload.pixels(batch, good)  # type: ignore[arg-type]
 
-    expected = ArtQuant.from_pretrained(qwen_folders[mode], device="cpu").preprocess(pictures)
+    expected = ArtQuant.from_pretrained(tiny_qwen_checkpoints[mode], device="cpu").preprocess(
+        pictures
+    )
     assert isinstance(pixels, VisionBatch)
     assert torch.equal(pixels.image_grid_thw, expected.image_grid_thw)
     assert torch.equal(pixels.pixel_values, expected.pixel_values)
@@ -402,39 +384,37 @@ def test_qwen_payloads_carry_exactly_the_pixels_the_api_scores(
     assert len(grids) == (len(pictures) if mode == "native" else 1)  # ragged when native
 
 
-def test_mplug_owl2_payloads_both_kinds_carry_the_api_pixels(tmp_path: Path, shared: Path) -> None:
-    # mPLUG-Owl2 ships uint8 [S, S, 3] (normalised in the actor); the generic float32 payload
-    # (any backbone whose processor returns a tensor) gives the same pixels.
+def test_mplug_owl2_payloads_carry_the_api_pixels(tmp_path: Path, shared: Path) -> None:
+    # a tensor-valued image processor: the payload gives the actor ArtQuant.preprocess's tensor
     import torch
 
     pytest.importorskip("ray", reason="Ray comes with the artquant-sdk[ray] extra")
-    from artquant_sdk.ray import _Backbone, _payload_batch, _Pending, _PixelsPayload, _ScorerSpec
+    from artquant_sdk.ray import _Backbone, _payload_batch, _Pending, _ScorerSpec
 
     checkpoint = shared / "fixtures" / "mplug_owl2_tiny_vocab32k" / "checkpoint"
     if not checkpoint.is_dir():
         pytest.skip(f"the vocab32k fixture is missing from {shared}")
     pictures = _pictures(tmp_path / "pics")
     backbone = _Backbone(_ScorerSpec(model=str(checkpoint)))
-    assert backbone.payload.kind == "fixed"
+    rows = [_Pending(str(p), 0, i, backbone.decode(str(p)), "") for i, p in enumerate(pictures)]
+    rows.insert(1, _Pending("broken", 0, 9, backbone.placeholder(), "ImageLoadError: x"))
+    batch = _ray_round_trip(_payload_batch(backbone, rows))
+    pixels = backbone.payload.pixels(batch, [0, 2, 3, 4])  # type: ignore[arg-type]
     expected = backbone.image_processor(pictures)  # what ArtQuant.preprocess returns
-    for payload in (backbone.payload, _PixelsPayload(backbone.image_processor)):
-        backbone.payload = payload
-        rows = [_Pending(str(p), 0, i, backbone.decode(str(p)), "") for i, p in enumerate(pictures)]
-        batch = _ray_round_trip(_payload_batch(backbone, rows))
-        pixels = payload.pixels(batch, list(range(len(pictures))))  # type: ignore[arg-type]
-        assert pixels.dtype == torch.float32
-        assert torch.equal(pixels, expected), payload.kind
+    assert pixels.dtype == torch.float32
+    assert pixels.shape == (len(pictures), 3, 448, 448)
+    assert torch.equal(pixels, expected)
 
 
 def test_an_actor_whose_model_preprocesses_otherwise_is_refused(
-    qwen_folders: dict[str, Path],
+    tiny_qwen_checkpoints: dict[str, Path],
 ) -> None:
     # the read tasks would feed it pictures of another size: refuse, never score them
     pytest.importorskip("ray", reason="Ray comes with the artquant-sdk[ray] extra")
     from artquant_sdk.ray import ScorerLoadError, _Backbone, _ScorerSpec
 
-    backbone = _Backbone(_ScorerSpec(model=str(qwen_folders["fixed"]), device="cpu"))
-    backbone.spec = backbone.spec.model_copy(update={"model": str(qwen_folders["native"])})
+    backbone = _Backbone(_ScorerSpec(model=str(tiny_qwen_checkpoints["fixed"]), device="cpu"))
+    backbone.spec = backbone.spec.model_copy(update={"model": str(tiny_qwen_checkpoints["native"])})
     with pytest.raises(
         ScorerLoadError, match=r"otherwise than .*resolution: .*native.*driver: .*fixed"
     ):

@@ -6,10 +6,9 @@
    bytes column, WebDataset-style tar shards; local or object storage) expanded into units
    (:mod:`artquant_sdk._ray_sources`), each read by one task;
 2. **decode and preprocess** (the same CPU tasks): each picture through the backbone's own
-   image processor to its payload, an unreadable one to an error. mPLUG-Owl2 pictures travel as
-   uint8 ``[S, S, 3]`` (normalised in the actor); any other backbone's as the processor's
-   float32 output in raw bytes with its shape (and, for the Qwen-VL families, the picture's
-   patch grid), so pictures of different sizes travel side by side;
+   image processor, an unreadable one to an error. A picture travels as the processor's float32
+   output in raw bytes with its shape (and, for the Qwen-VL families, its patch grid), so
+   pictures of different sizes travel side by side and the actor only joins them;
 3. **score** (actors): ``map_batches`` with a callable class, ``concurrency`` actors that each
    load the model once (``num_gpus`` each) and score ``batch_size`` pictures per
    ``Backbone.score`` call (one forward pass); each scored batch is committed as one Parquet
@@ -75,7 +74,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "artquant-apdd"
 _UNITS_PER_BLOCK = 64  # files per read task: enough to amortise a task, few enough to spread
-_READ_TASK_MEMORY = 1024 * 2**20  # bytes a read task reserves
+# Bytes a read task reserves: torch, transformers and the image processor (about 550 MiB) and
+# its output; measured up to 1,012 MiB with Qwen2.5-VL's float32 payloads (4.8 MB a picture at
+# 448 px), hence the margin.
+_READ_TASK_MEMORY = 1536 * 2**20
 
 
 class ScorerLoadError(RuntimeError):
@@ -138,46 +140,22 @@ class _ScorerSpec(BaseModel):
     max_pixels: int | None = Field(default=None, ge=1)
 
 
-class _FixedPayload:
-    """mPLUG-Owl2's payload: each picture resized and cropped to uint8 ``[S, S, 3]``, normalised
-    to float32 in the actor (a table look-up per byte).
-
-    A quarter of the float32 input's bytes through the object store, and the same arithmetic as
-    ``MPLUGOwl2ImageProcessor.__call__`` (the same look-up table), so the numbers do not move.
-    """
-
-    kind = "fixed"
-
-    def __init__(self, image_processor: Any) -> None:
-        self.image_processor = image_processor
-
-    def encode(self, source: str | bytes, limit: Mapping[str, int]) -> dict[str, Any]:
-        return {"pixels": np.asarray(self.image_processor.preprocess_uint8(source, **limit))}
-
-    def placeholder(self) -> dict[str, Any]:
-        side = self.image_processor.image_size
-        return {"pixels": np.zeros((side, side, 3), dtype=np.uint8)}
-
-    def columns(self, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-        return {"pixels": np.stack([r["pixels"] for r in rows])}
-
-    def pixels(self, batch: Mapping[str, np.ndarray], rows: list[int]) -> Any:
-        return self.image_processor.normalize(batch["pixels"][rows])
-
-
 class _PixelsPayload:
-    """Any backbone's payload: the image processor's own output for one picture, as it would go
-    into the model (float32), shipped as raw bytes with its shape.
+    """How a picture travels from a read task to an actor, for any backbone: the image
+    processor's own output for it, as it goes into the model (float32), as raw bytes with its
+    shape.
 
-    A picture's pixels are a tensor (``[3, S, S]``) or, for the Qwen-VL families, a one-picture
-    ``VisionBatch`` (``[patches, C*T*P*P]`` patches and the ``(t, h, w)`` grid), whose size
-    depends on the picture's: rows of one batch have different lengths, so the pixels travel as
-    an Arrow binary column (no tensor type, whose shape Ray Data would have to unify across
-    blocks) beside fixed-width ``shape`` and ``grid`` columns. The actor joins rows with
-    ``artquant_model.stack_pixels``, so it scores exactly what ``ArtQuant.score`` scores.
+    A picture's pixels are a tensor (mPLUG-Owl2: ``[3, S, S]``) or, for the Qwen-VL families, a
+    one-picture ``VisionBatch`` (``[patches, C*T*P*P]`` patches and the ``(t, h, w)`` grid) whose
+    size depends on the picture's: rows of one batch have different lengths, so the pixels travel
+    as an Arrow binary column (no tensor type, whose shape Ray Data would have to unify across
+    blocks) beside fixed-width ``shape`` and ``grid`` columns. The actor only joins the rows, as
+    ``artquant_model.stack_pixels`` does, so it scores exactly the pixels ``ArtQuant.score``
+    computes, and the whole preprocessing (normalisation too) stays in the read tasks.
+    (mPLUG-Owl2's uint8 ``[S, S, 3]`` pictures, normalised in the actor, are a quarter of the
+    bytes but cost the actor ten times the time per picture: measured in
+    ``benchmarks/ray_throughput.py``.)
     """
-
-    kind = "pixels"
 
     def __init__(self, image_processor: Any) -> None:
         from artquant_model import VisionBatch
@@ -236,9 +214,9 @@ class _Backbone:
 
     Everything model-specific the pipeline needs goes through here: the preprocessing that runs
     in CPU tasks (:meth:`decode`, with the backbone's own picklable image processor), the payload
-    a picture travels as (:class:`_FixedPayload` for mPLUG-Owl2, :class:`_PixelsPayload` for
-    any other backbone), loading the scorer once per actor (:meth:`load`), scoring a batch
-    through ``Backbone.score`` (:meth:`score`) and the level words (the output's ``p_`` columns).
+    a picture travels as (:class:`_PixelsPayload`), loading the scorer once per actor
+    (:meth:`load`), scoring a batch through ``Backbone.score`` (:meth:`score`) and the level
+    words (the output's ``p_`` columns).
 
     Built on the driver, which reads the model's preprocessing settings and scorer spec without
     loading any weights (resolving, and if allowed downloading, the model folder there); the
@@ -247,17 +225,11 @@ class _Backbone:
     """
 
     def __init__(self, spec: _ScorerSpec) -> None:
-        from artquant_model import MPLUGOwl2ImageProcessor
-
         self.spec = spec
         try:
             self.image_processor, scorer_spec = _preprocessing_for(spec)
             self.words = list(scorer_spec.words)
-            self.payload: _FixedPayload | _PixelsPayload = (
-                _FixedPayload(self.image_processor)
-                if isinstance(self.image_processor, MPLUGOwl2ImageProcessor)
-                else _PixelsPayload(self.image_processor)
-            )
+            self.payload = _PixelsPayload(self.image_processor)
         except Exception as error:
             raise ScorerLoadError(f"could not load model {spec.model!r}: {error}") from error
         self._scorer: Any = None
@@ -718,8 +690,8 @@ def score_dataset(
             batch_format="pyarrow",
             fn_kwargs={"backbone": backbone, "columns": columns, "batch_size": batch_size},
             num_cpus=1,
-            # A read worker holds torch and the image processor (about 550 MiB measured) and a
-            # batch of pictures. Declaring it also makes these tasks' resources differ from the
+            # A read worker holds torch, the image processor and its output (see
+            # _READ_TASK_MEMORY). Declaring it also makes these tasks' resources differ from the
             # actors': Ray Data would otherwise fuse reading into the scoring actors on a CPU
             # cluster, and the actors would decode instead of scoring.
             memory=_READ_TASK_MEMORY,
