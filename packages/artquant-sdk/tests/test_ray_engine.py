@@ -300,3 +300,35 @@ def test_a_qwen_checkpoint_scores_as_the_api_in_both_resolutions(
         probs = [row[f"p_{w}"] for w in WORDS]
         assert probs == pytest.approx(list(result.probs.values()), abs=QWEN_ATOL[mode])
         assert row["level"] == result.level
+
+
+def test_a_tile_family_scores_as_the_api(ray_address: str, tmp_path: Path, shared: Path) -> None:
+    # InternVL at native resolution: each picture its own number of tiles, so batches are ragged
+    # in tiles (left-padded in tokens, hence the native tolerance of the Qwen test above).
+    from transformers import AutoTokenizer
+
+    from artquant_model.testing import save_tiny_vlm
+
+    tokenizer_dir = shared / "tokenizers" / "qwen2_vl"
+    if not (tokenizer_dir / "tokenizer.json").is_file():
+        pytest.skip(f"the Qwen2 tokenizer is missing from {shared}")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = save_tiny_vlm(tmp_path / "internvl", "internvl", tokenizer)
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    rng = np.random.default_rng(6)
+    for i, (w, h) in enumerate([(40, 60), (120, 40), (64, 64), (30, 90), (90, 50)]):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+    files = expand_paths([folder])
+    out = tmp_path / "scores.parquet"
+
+    summary = score_dataset([folder], out, model=model, device="cpu", batch_size=3, progress=False)
+
+    rows = pq.read_table(out).to_pylist()
+    assert [r["image"] for r in rows] == files
+    assert (summary.rows, summary.errors) == (len(files), 0)
+    scorer = ArtQuant.from_pretrained(model, device="cpu")
+    for row, result in zip(rows, scorer.score(files, batch_size=1), strict=True):
+        assert row["score"] == pytest.approx(result.score, abs=QWEN_ATOL["native"])
+        probs = [row[f"p_{w}"] for w in WORDS]
+        assert probs == pytest.approx(list(result.probs.values()), abs=QWEN_ATOL["native"])

@@ -419,3 +419,42 @@ def test_an_actor_whose_model_preprocesses_otherwise_is_refused(
         ScorerLoadError, match=r"otherwise than .*resolution: .*native.*driver: .*fixed"
     ):
         backbone.load()
+
+
+@pytest.mark.parametrize("model_type", ["gemma3", "internvl"])
+def test_tile_payloads_carry_exactly_the_pixels_the_api_scores(
+    tmp_path: Path, shared: Path, model_type: str
+) -> None:
+    # Gemma 3 / InternVL pictures are TileBatches (InternVL's native resolution gives each picture
+    # its own tile count): through Ray's Arrow conversion the actor gets ArtQuant.preprocess's
+    # tiles, tile counts and tokens per tile, bit for bit, an error row in between.
+    import torch
+    from transformers import AutoTokenizer
+
+    pytest.importorskip("ray", reason="Ray comes with the artquant-sdk[ray] extra")
+    from artquant_model import TileBatch
+    from artquant_model.testing import save_tiny_vlm
+    from artquant_sdk import ArtQuant
+    from artquant_sdk.ray import _Backbone, _payload_batch, _Pending, _ScorerSpec
+
+    tokenizer_dir = shared / "tokenizers" / "qwen2_vl"
+    if not (tokenizer_dir / "tokenizer.json").is_file():
+        pytest.skip(f"the Qwen2 tokenizer is missing from {shared}")
+    folder = save_tiny_vlm(
+        tmp_path / model_type, model_type, AutoTokenizer.from_pretrained(tokenizer_dir)
+    )
+    pictures = _pictures(tmp_path / "pics")
+    backbone = _Backbone(_ScorerSpec(model=str(folder)))
+    rows = [_Pending(str(p), 0, i, backbone.decode(str(p)), "") for i, p in enumerate(pictures)]
+    rows.insert(1, _Pending("broken", 0, 9, backbone.placeholder(), "ImageLoadError: x"))
+    batch = _ray_round_trip(_payload_batch(backbone, rows))
+    pixels = backbone.payload.pixels(batch, [0, 2, 3, 4])  # type: ignore[arg-type]
+
+    expected = ArtQuant.from_pretrained(folder, device="cpu").preprocess(pictures)
+    assert isinstance(pixels, TileBatch)
+    assert isinstance(expected, TileBatch)
+    assert torch.equal(pixels.tiles, expected.tiles)
+    assert pixels.tokens_per_tile == expected.tokens_per_tile
+    assert torch.equal(pixels.pixel_values, expected.pixel_values)
+    if model_type == "internvl":  # aspect-ratio tiles: the counts differ between pictures
+        assert len(set(expected.tile_counts())) > 1

@@ -7,8 +7,9 @@
    (:mod:`artquant_sdk._ray_sources`), each read by one task;
 2. **decode and preprocess** (the same CPU tasks): each picture through the backbone's own
    image processor, an unreadable one to an error. A picture travels as the processor's float32
-   output in raw bytes with its shape (and, for the Qwen-VL families, its patch grid), so
-   pictures of different sizes travel side by side and the actor only joins them;
+   output in raw bytes with its shape (and its patch grid or tile count for the generic
+   backbone's families), so pictures of different sizes travel side by side and the actor only
+   joins them;
 3. **score** (actors): ``map_batches`` with a callable class, ``concurrency`` actors that each
    load the model once (``num_gpus`` each) and score ``batch_size`` pictures per
    ``Backbone.score`` call (one forward pass); each scored batch is committed as one Parquet
@@ -145,12 +146,13 @@ class _PixelsPayload:
     processor's own output for it, as it goes into the model (float32), as raw bytes with its
     shape.
 
-    A picture's pixels are a tensor (mPLUG-Owl2: ``[3, S, S]``) or, for the Qwen-VL families, a
-    one-picture ``VisionBatch`` (``[patches, C*T*P*P]`` patches and the ``(t, h, w)`` grid) whose
-    size depends on the picture's: rows of one batch have different lengths, so the pixels travel
-    as an Arrow binary column (no tensor type, whose shape Ray Data would have to unify across
-    blocks) beside fixed-width ``shape`` and ``grid`` columns. The actor only joins the rows, as
-    ``artquant_model.stack_pixels`` does, so it scores exactly the pixels ``ArtQuant.score``
+    A picture's pixels are a tensor (mPLUG-Owl2: ``[3, S, S]``), a one-picture ``VisionBatch``
+    for the Qwen-VL families (``[patches, C*T*P*P]`` patches and the ``(t, h, w)`` grid) or a
+    one-picture ``TileBatch`` for Gemma 3 / InternVL (``[tiles, 3, S, S]`` and the tokens per
+    tile), whose size depends on the picture's: rows of one batch have different lengths, so
+    the pixels travel as an Arrow binary column (no tensor type, whose shape Ray Data would have
+    to unify across blocks) beside fixed-width ``shape`` and ``grid`` columns. The actor only
+    joins the rows, as ``artquant_model.stack_pixels`` does, so it scores exactly the pixels ``ArtQuant.score``
     computes, and the whole preprocessing (normalisation too) stays in the read tasks.
     (mPLUG-Owl2's uint8 ``[S, S, 3]`` pictures, normalised in the actor, are a quarter of the
     bytes but cost the actor ten times the time per picture: measured in
@@ -158,22 +160,38 @@ class _PixelsPayload:
     """
 
     def __init__(self, image_processor: Any) -> None:
-        from artquant_model import VisionBatch
+        from artquant_model import TileBatch, VisionBatch
 
         self.image_processor = image_processor
-        # One small picture tells the kind of output (tensor or VisionBatch) and its rank.
+        # One small picture tells the kind of output (tensor, VisionBatch or TileBatch) and its
+        # rank. The ``grid`` column holds a picture's patch grid (t, h, w) for a VisionBatch and
+        # (tiles, tokens per tile, 0) for a TileBatch.
         probe = image_processor([np.zeros((32, 32, 3), dtype=np.uint8)])
-        self.vision = isinstance(probe, VisionBatch)
-        values = probe.pixel_values if self.vision else probe[0]
+        self.kind = (
+            "vision"
+            if isinstance(probe, VisionBatch)
+            else "tiles"
+            if isinstance(probe, TileBatch)
+            else "tensor"
+        )
+        values = probe[0] if self.kind == "tensor" else probe.pixel_values
         self.dtype = np.dtype(str(values.dtype).removeprefix("torch."))
         self.ndim = int(values.dim())
+
+    @property
+    def vision(self) -> bool:
+        """Whether the pixels come with a ``grid`` column (a VisionBatch or a TileBatch)."""
+        return self.kind != "tensor"
 
     def encode(self, source: str | bytes, limit: Mapping[str, int]) -> dict[str, Any]:
         pixels = self.image_processor([source], **limit)
         values = (pixels.pixel_values if self.vision else pixels[0]).contiguous().numpy()
         row = {"pixels": values.tobytes(), "shape": np.asarray(values.shape, dtype=np.int64)}
-        if self.vision:
+        if self.kind == "vision":
             row["grid"] = pixels.image_grid_thw[0].numpy().astype(np.int64)
+        elif self.kind == "tiles":
+            tiles = int(pixels.tiles[0])
+            row["grid"] = np.asarray([tiles, pixels.tokens_per_tile, 0], dtype=np.int64)
         return row
 
     def placeholder(self) -> dict[str, Any]:
@@ -194,19 +212,20 @@ class _PixelsPayload:
     def pixels(self, batch: Mapping[str, np.ndarray], rows: list[int]) -> Any:
         import torch
 
-        from artquant_model import VisionBatch
+        from artquant_model import TileBatch, VisionBatch
 
         parts = [
             np.frombuffer(batch["pixels"][i], dtype=self.dtype).reshape(batch["shape"][i])
             for i in rows
         ]
-        if self.vision:
-            # concatenate copies out of the read-only Arrow buffers
-            return VisionBatch(
-                torch.from_numpy(np.concatenate(parts)),
-                torch.from_numpy(np.asarray(batch["grid"][rows], dtype=np.int64)),
-            )
-        return torch.from_numpy(np.stack(parts))
+        if self.kind == "tensor":
+            return torch.from_numpy(np.stack(parts))
+        grid = np.asarray(batch["grid"][rows], dtype=np.int64)
+        # concatenate copies out of the read-only Arrow buffers
+        values = torch.from_numpy(np.concatenate(parts))
+        if self.kind == "vision":
+            return VisionBatch(values, torch.from_numpy(grid))
+        return TileBatch(values, torch.from_numpy(grid[:, 0].copy()), int(grid[0, 1]))
 
 
 class _Backbone:
@@ -327,15 +346,9 @@ def _preprocessing_for(spec: _ScorerSpec) -> tuple[Any, Any]:
     entry, else the folders' ``artquant_spec.json``, else ArtQuant's. A checkpoint without a
     ``model_type`` is left to the mPLUG-Owl2 loader, as ``ArtQuant.from_pretrained`` does.
     """
-    from artquant_model import (
-        ARTQUANT_SPEC,
-        MPLUGOwl2ImageProcessor,
-        VisionImageProcessor,
-        lora_base_folder,
-        read_spec,
-    )
+    from artquant_model import ARTQUANT_SPEC, MPLUGOwl2ImageProcessor, lora_base_folder, read_spec
     from artquant_model.backbones import UnsupportedModelError, checkpoint_model_type, family_of
-    from artquant_model.backbones.hf_vlm.processing_hf_vlm import pil_image_processor
+    from artquant_model.backbones.hf_vlm.families import vlm_family
     from artquant_sdk._api import _card_spec, _levels_spec
     from artquant_sdk._zoo import resolve_weights
 
@@ -354,13 +367,20 @@ def _preprocessing_for(spec: _ScorerSpec) -> tuple[Any, Any]:
     if scorer_spec is None:
         scorer_spec = next((s for s in map(read_spec, folders) if s is not None), ARTQUANT_SPEC)
     try:
-        family = family_of(checkpoint_model_type(weights.path, folders[-1]))
+        model_type = checkpoint_model_type(weights.path, folders[-1])
+        family = family_of(model_type)
     except UnsupportedModelError:
         family = "mplug_owl2"  # no model type to read: the mPLUG-Owl2 loader decides, as before
     folder = next((f for f in folders if (f / "preprocessor_config.json").is_file()), folders[0])
     if family == "mplug_owl2":
         return MPLUGOwl2ImageProcessor.from_pretrained(folder), scorer_spec
-    return VisionImageProcessor(pil_image_processor(folder), scorer_spec.resolution), scorer_spec
+    from transformers import AutoConfig
+
+    # The family's own processor (patches for Qwen, tiles for Gemma 3 / InternVL), built from
+    # the base's config alone (tokens per tile): no weights are read on the driver.
+    config = AutoConfig.from_pretrained(str(folders[-1]))
+    images = vlm_family(model_type).image_processor(folder, config, scorer_spec.resolution)
+    return images, scorer_spec
 
 
 def _processor_settings(processor: Any) -> dict[str, str]:
@@ -371,6 +391,9 @@ def _processor_settings(processor: Any) -> dict[str, str]:
     if inner is not None:
         settings.update(inner.to_dict())
         settings["resolution"] = processor.resolution.model_dump()
+        for name in ("tokens_per_tile", "crop_to_patches"):  # TileImageProcessor's own settings
+            if hasattr(processor, name):
+                settings[name] = getattr(processor, name)
     else:
         settings.update(processor.to_dict())
     return {key: json.dumps(value, sort_keys=True, default=str) for key, value in settings.items()}
