@@ -146,13 +146,13 @@ class _PixelsPayload:
     processor's own output for it, as it goes into the model (float32), as raw bytes with its
     shape.
 
-    A picture's pixels are a tensor (mPLUG-Owl2: ``[3, S, S]``), a one-picture ``VisionBatch``
-    for the Qwen-VL families (``[patches, C*T*P*P]`` patches and the ``(t, h, w)`` grid) or a
-    one-picture ``TileBatch`` for Gemma 3 / InternVL (``[tiles, 3, S, S]`` and the tokens per
-    tile), whose size depends on the picture's: rows of one batch have different lengths, so
-    the pixels travel as an Arrow binary column (no tensor type, whose shape Ray Data would have
-    to unify across blocks) beside fixed-width ``shape`` and ``grid`` columns. The actor only
-    joins the rows, as ``artquant_model.stack_pixels`` does, so it scores exactly the pixels ``ArtQuant.score``
+    A picture's pixels are a tensor (mPLUG-Owl2: ``[3, S, S]``), a one-picture ``VisionBatch`` for
+    the Qwen-VL families (``[patches, C*T*P*P]`` patches and the ``(t, h, w)`` grid) or a
+    one-picture ``TileBatch`` for Gemma 3 / InternVL (``[tiles, 3, S, S]`` and the tokens per tile),
+    whose size depends on the picture's: rows of one batch have different lengths, so the pixels
+    travel as an Arrow binary column (no tensor type, whose shape Ray Data would have to unify
+    across blocks) beside fixed-width ``shape`` and ``grid`` columns. The actor only joins the rows,
+    as ``artquant_model.stack_pixels`` does, so it scores exactly the pixels ``ArtQuant.score``
     computes, and the whole preprocessing (normalisation too) stays in the read tasks.
     (mPLUG-Owl2's uint8 ``[S, S, 3]`` pictures, normalised in the actor, are a quarter of the
     bytes but cost the actor ten times the time per picture: measured in
