@@ -48,6 +48,7 @@ PUBLIC = {
     "tokenizer_image_token",
     "__version__",
     # the backbone layer and the scorer spec
+    "APDDV2_ATTRIBUTE_QUESTIONS",
     "ARTQUANT_SPEC",
     "Backbone",
     "HFVisionLanguageBackbone",

@@ -84,6 +84,7 @@ from artquant_model.loading import (
 )
 from artquant_model.scoring import PromptPrefixCache, score_images, score_pixel_values
 from artquant_model.spec import (
+    APDDV2_ATTRIBUTE_QUESTIONS,
     ARTQUANT_SPEC,
     SPEC_FILENAME,
     SPEC_PRESETS,
@@ -99,6 +100,7 @@ except _PackageNotFoundError:  # imported from a source tree that was never inst
     __version__ = "0+unknown"
 
 __all__ = [
+    "APDDV2_ATTRIBUTE_QUESTIONS",
     "ARTQUANT_LEVELS",
     "ARTQUANT_SCORE_PROMPT",
     "ARTQUANT_SPEC",

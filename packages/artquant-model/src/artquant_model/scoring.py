@@ -296,7 +296,8 @@ def question_level_logits(
                 past_key_values=cache,
                 use_cache=True,
             )
-            last = output.last_hidden_state[torch.arange(count * width, device=device), ends.to(device)]
+            every = torch.arange(count * width, device=device)
+            last = output.last_hidden_state[every, ends.to(device)]
             for slot, question in enumerate(members):
                 out[question] = read(last[slot::width], question)
     return [logits for logits in out if logits is not None]

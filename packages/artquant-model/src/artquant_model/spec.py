@@ -266,6 +266,30 @@ QALIGN_SPEC = ScorerSpec(
 ONEALIGN_SPEC = QALIGN_SPEC.model_copy(
     update={"name": "onealign", "values": (5.0, 4.0, 3.0, 2.0, 1.0), "scale": (1.0, 5.0)}
 )
+_APDDV2_PHRASES = (
+    ("theme_and_logic", "theme and logic"),
+    ("creativity", "creativity"),
+    ("layout_and_composition", "layout and composition"),
+    ("space_and_perspective", "space and perspective"),
+    ("the_sense_of_order", "sense of order"),
+    ("light_and_shadow", "light and shadow"),
+    ("color", "color"),
+    ("details_and_texture", "details and texture"),
+    ("the_overall", "overall effect"),
+    ("mood", "mood"),
+)
+#: APDDv2's ten attributes as zero-shot questions, by their column-safe ids, in the label CSV's
+#: order: "How would you rate the {phrase} of this painting?" answered "The {phrase} of the
+#: painting is". The same questions and stems as ``artquant_data.APDDV2_ATTRIBUTE_SPECS``
+#: (artquant-train's tests check that the two agree); kept here because the model and the SDK
+#: do not depend on artquant-data.
+APDDV2_ATTRIBUTE_QUESTIONS: dict[str, Question] = {
+    ident: Question(
+        prompt=f"How would you rate the {phrase} of this painting?",
+        stem=f"The {phrase} of the painting is",
+    )
+    for ident, phrase in _APDDV2_PHRASES
+}
 #: The specs by name (the SDK's and CLI's ``levels`` presets).
 SPEC_PRESETS: dict[str, ScorerSpec] = {
     spec.name: spec for spec in (ARTQUANT_SPEC, QALIGN_SPEC, ONEALIGN_SPEC)
@@ -273,6 +297,7 @@ SPEC_PRESETS: dict[str, ScorerSpec] = {
 
 
 __all__ = [
+    "APDDV2_ATTRIBUTE_QUESTIONS",
     "ARTQUANT_SPEC",
     "ONEALIGN_SPEC",
     "QALIGN_SPEC",
