@@ -64,6 +64,7 @@ PUBLIC = {
     "first_token_ids",
     "load_backbone",
     "read_spec",
+    "spec_from_trainer_document",
     "stack_pixels",
     "supported_model_types",
 }

@@ -92,6 +92,7 @@ from artquant_model.spec import (
     Resolution,
     ScorerSpec,
     read_spec,
+    spec_from_trainer_document,
 )
 
 try:
@@ -154,6 +155,7 @@ __all__ = [
     "read_spec",
     "score_images",
     "score_pixel_values",
+    "spec_from_trainer_document",
     "stack_pixels",
     "supported_model_types",
     "tokenizer_image_token",

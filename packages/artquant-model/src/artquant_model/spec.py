@@ -21,10 +21,12 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -35,8 +37,12 @@ from artquant_model.levels import (
     check_levels_on_scale,
 )
 
+logger = logging.getLogger(__name__)
+
 #: The spec's file name inside a model folder.
 SPEC_FILENAME = "artquant_spec.json"
+#: What artquant-train wrote before it wrote :data:`SPEC_FILENAME` (read when that is absent).
+LEGACY_LEVEL_SPEC_FILENAME = "level_spec.json"
 #: The name of the question whose answer is the score.
 TOTAL = "total"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -229,10 +235,80 @@ class ScorerSpec(BaseModel):
             raise ValueError(f"{os.fspath(path)} is not a valid ArtQuant spec: {error}") from error
 
 
+def question_from_raw_prompt(prompt: str) -> Question:
+    """A question whose ``raw_prompt`` is a full mPLUG-Owl2 prompt; ``prompt`` and ``stem``
+    (used by chat-template backbones only) are read from it: the text between ``USER:`` and
+    the picture, and the text after ``ASSISTANT:``.
+
+    Example:
+        >>> question_from_raw_prompt("USER: Rate it.\\n<|image|> ASSISTANT: It is").stem
+        'It is'
+    """
+    before, _, after = prompt.partition(DEFAULT_IMAGE_TOKEN)
+    return Question(
+        prompt=before.replace("USER:", "").strip() or "How would you rate this image?",
+        stem=after.rsplit("ASSISTANT:", 1)[-1].strip() or "The answer is",
+        raw_prompt=prompt,
+    )
+
+
+def spec_from_trainer_document(document: Mapping[str, Any]) -> ScorerSpec:
+    """The ``ScorerSpec`` of artquant-train's level-spec document (``level_spec.json``).
+
+    The document holds ``name``, ``words``, ``values``, ``scale``, the total's full mPLUG-Owl2
+    ``prompt`` and ``questions``: one ``{"id", "name", "question", "stem", "prompt"}`` per
+    trained attribute. Each prompt becomes its question's ``raw_prompt``; the total's question
+    and stem are read from its prompt (the text between ``USER:`` and the picture, and the
+    text after ``ASSISTANT:``).
+
+    Raises:
+        ValueError: A missing field or an invalid spec (bad words, an id that is not a
+            lower-case identifier, a prompt without exactly one ``<|image|>``).
+
+    Example:
+        >>> doc = {"name": "artquant", "words": ["good", "bad"], "values": [10, 1],
+        ...        "scale": [1, 10], "prompt": "USER: Rate it.\\n<|image|> ASSISTANT: It is",
+        ...        "questions": [{"id": "color", "name": "Color", "question": "Color?",
+        ...                       "stem": "The color is", "prompt": "USER: <|image|>\\nColor? "
+        ...                       "ASSISTANT: The color is"}]}
+        >>> spec = spec_from_trainer_document(doc)
+        >>> sorted(spec.questions), spec.question().stem
+        (['color', 'total'], 'It is')
+    """
+    try:
+        questions = {TOTAL: question_from_raw_prompt(str(document["prompt"]))}
+        for entry in document.get("questions", []):
+            questions[str(entry["id"])] = Question(
+                prompt=entry["question"], stem=entry["stem"], raw_prompt=entry["prompt"]
+            )
+        return ScorerSpec(
+            name=document["name"],
+            words=tuple(document["words"]),
+            values=tuple(document["values"]),
+            scale=tuple(document["scale"]),
+            questions=questions,
+        )
+    except (KeyError, TypeError, ValidationError) as error:
+        raise ValueError(f"not a valid artquant-train level spec: {error}") from error
+
+
 def read_spec(folder: str | os.PathLike[str]) -> ScorerSpec | None:
-    """The spec a model folder carries (``artquant_spec.json``), or None when it has none."""
+    """The spec a model folder carries (``artquant_spec.json``), or None when it has none.
+
+    A folder written by an older artquant-train carries ``level_spec.json`` instead; it is
+    read (:func:`spec_from_trainer_document`) when ``artquant_spec.json`` is absent.
+    """
     path = Path(folder) / SPEC_FILENAME
-    return ScorerSpec.from_file(path) if path.is_file() else None
+    if path.is_file():
+        return ScorerSpec.from_file(path)
+    legacy = Path(folder) / LEGACY_LEVEL_SPEC_FILENAME
+    if not legacy.is_file():
+        return None
+    logger.info("%s has no %s; reading its older %s", folder, SPEC_FILENAME, legacy.name)
+    try:
+        return spec_from_trainer_document(json.loads(legacy.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, ValueError) as error:
+        raise ValueError(f"{os.fspath(legacy)}: {error}") from error
 
 
 #: ArtQuant's zero-shot spec for any chat-template backbone (see the module docstring).
@@ -299,6 +375,7 @@ SPEC_PRESETS: dict[str, ScorerSpec] = {
 __all__ = [
     "APDDV2_ATTRIBUTE_QUESTIONS",
     "ARTQUANT_SPEC",
+    "LEGACY_LEVEL_SPEC_FILENAME",
     "ONEALIGN_SPEC",
     "QALIGN_SPEC",
     "SPEC_FILENAME",
@@ -307,5 +384,7 @@ __all__ = [
     "Question",
     "Resolution",
     "ScorerSpec",
+    "question_from_raw_prompt",
     "read_spec",
+    "spec_from_trainer_document",
 ]

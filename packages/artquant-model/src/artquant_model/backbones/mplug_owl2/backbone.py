@@ -23,7 +23,14 @@ from artquant_model.backbones.mplug_owl2.processing_mplug_owl2 import (
     tokenizer_image_token,
 )
 from artquant_model.levels import LevelScores, LevelSpec, level_scores
-from artquant_model.spec import ARTQUANT_SPEC, TOTAL, Question, ScorerSpec, read_spec
+from artquant_model.spec import (
+    ARTQUANT_SPEC,
+    TOTAL,
+    Question,
+    ScorerSpec,
+    question_from_raw_prompt,
+    read_spec,
+)
 
 if TYPE_CHECKING:
     from artquant_model.scoring import PromptPrefixCache
@@ -54,15 +61,12 @@ def spec_from_level_spec(levels: LevelSpec) -> ScorerSpec:
         >>> spec_from_level_spec(QALIGN_LEVELS).question().stem
         'The quality of the image is'
     """
-    before, after = levels.prompt.split(DEFAULT_IMAGE_TOKEN)
-    stem = after.rsplit("ASSISTANT:", 1)[-1].strip() or "The answer is"
-    prompt = before.replace("USER:", "").strip() or "How would you rate this image?"
     return ScorerSpec(
         name=levels.name,
         words=levels.words,
         values=levels.values,
         scale=levels.scale,
-        questions={TOTAL: Question(prompt=prompt, stem=stem, raw_prompt=levels.prompt)},
+        questions={TOTAL: question_from_raw_prompt(levels.prompt)},
     )
 
 
