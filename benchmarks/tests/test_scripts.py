@@ -288,6 +288,7 @@ def test_attributes_cost_tiny(
     want = ((medians[1][0] + medians[1][1]) / 2) / ((medians[0][0] + medians[0][1]) / 2)
     assert summary["attributes_over_total"] == pytest.approx(want)
     assert summary["met"] == (summary["attributes_over_total"] <= 1.5)
+    assert summary["cpu_attributes_over_total"] > 0
 
 
 def test_attributes_cost_rejects_bad_counts(capsys: pytest.CaptureFixture[str]) -> None:
