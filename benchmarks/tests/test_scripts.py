@@ -259,6 +259,70 @@ def test_serve_throughput_tiny(shared_dir: Path, capsys: pytest.CaptureFixture[s
     assert records[4]["server_over_direct"] > 0
 
 
+@pytest.mark.slow
+def test_attributes_cost_tiny(
+    shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompt = "picture-first"  # the question-first path is tested in artquant-model
+    pytest.importorskip("artquant_sdk")
+    import attributes_cost
+
+    log = tmp_path / "attributes.jsonl"
+    argv = ["--size", "tiny", "--num-images", "3", "--unique-images", "2", "--batch-size", "2",
+            "--repeats", "2", "--prompt", prompt, "--log", str(log),
+            "--tokenizer", str(shared_dir / "tokenizers" / "llama2")]  # fmt: skip
+    assert attributes_cost.main(argv) == 0
+    records = _json_lines(capsys.readouterr().out)
+    assert records == [json.loads(line) for line in log.read_text().splitlines()]
+    kinds = [r["kind"] for r in records]
+    assert kinds == ["machine", "total", "attributes", "total", "attributes", "one_at_a_time",
+                     "summary"]  # fmt: skip
+    assert {r["prompt"] for r in records} == {prompt}
+    shared = records[5]
+    assert (shared["questions"], shared["images"]) == (11, 2)
+    # sharing the picture among the questions gives the one-at-a-time scores
+    assert shared["max_score_diff"] < 1e-5
+    summary = records[6]
+    medians = [sorted(r["ms_per_image"] for r in records if r["kind"] == k)
+               for k in ("total", "attributes")]  # fmt: skip
+    want = ((medians[1][0] + medians[1][1]) / 2) / ((medians[0][0] + medians[0][1]) / 2)
+    assert summary["attributes_over_total"] == pytest.approx(want)
+    assert summary["met"] == (summary["attributes_over_total"] <= 1.5)
+    assert summary["cpu_attributes_over_total"] > 0
+
+
+def test_attributes_cost_rejects_bad_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    import attributes_cost
+
+    with pytest.raises(SystemExit):
+        attributes_cost.main(["--repeats", "0"])
+    assert "--repeats must be at least 1" in capsys.readouterr().err
+
+
+def test_attributes_cost_spec_layouts() -> None:
+    import attributes_cost
+
+    from artquant_model import ARTQUANT_SCORE_PROMPT
+
+    first = attributes_cost.attribute_spec("picture-first")
+    assert len(first.questions) == 11
+    assert first.question("color").raw_prompt == (
+        f"{attributes_cost.SYSTEM} USER: <|image|>\nHow would you rate the color of this "
+        "painting? ASSISTANT: The color of the painting is"
+    )
+    try:  # the trainer's own attribute prompt, with its default template
+        from artquant_train.attributes import attribute_prompt
+        from artquant_train.config import TemplateConfig
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        want = attribute_prompt("Light and shadow", TemplateConfig())
+        assert first.question("light_and_shadow").raw_prompt == want
+    assert attributes_cost.attribute_spec("question-first").question().raw_prompt == (
+        ARTQUANT_SCORE_PROMPT
+    )
+
+
 def test_serve_throughput_rejects_bad_counts(capsys: pytest.CaptureFixture[str]) -> None:
     import serve_throughput
 

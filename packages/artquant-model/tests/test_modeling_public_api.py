@@ -48,6 +48,7 @@ PUBLIC = {
     "tokenizer_image_token",
     "__version__",
     # the backbone layer and the scorer spec
+    "APDDV2_ATTRIBUTE_QUESTIONS",
     "ARTQUANT_SPEC",
     "Backbone",
     "HFVisionLanguageBackbone",
@@ -65,6 +66,7 @@ PUBLIC = {
     "first_token_ids",
     "load_backbone",
     "read_spec",
+    "spec_from_trainer_document",
     "stack_pixels",
     "supported_model_types",
 }

@@ -69,3 +69,47 @@ def test_spec_file_round_trips_with_attribute_questions(tmp_path) -> None:
     (tmp_path / SPEC_FILENAME).write_text('{"name": "x"}')
     with pytest.raises(ValueError, match="is not a valid ArtQuant spec"):
         read_spec(tmp_path)
+
+
+def test_a_folder_with_only_the_trainers_older_level_spec_is_read(tmp_path, caplog):
+    import json
+    import logging
+
+    from artquant_model.spec import LEGACY_LEVEL_SPEC_FILENAME, SPEC_FILENAME, read_spec
+
+    document = {
+        "name": "artquant",
+        "words": ["excellent", "good", "fair", "poor", "bad"],
+        "values": [10.0, 7.5, 5.0, 3.5, 1.0],
+        "scale": [1.0, 10.0],
+        "prompt": "USER: How would you rate the quality of this painting?\n<|image|> ASSISTANT: "
+        "The quality of the painting is",
+        "questions": [
+            {
+                "id": "color",
+                "name": "Color",
+                "question": "How would you rate the color of this painting?",
+                "stem": "The color of the painting is",
+                "prompt": "USER: <|image|>\nHow would you rate the color of this painting? "
+                "ASSISTANT: The color of the painting is",
+            }
+        ],
+    }
+    (tmp_path / LEGACY_LEVEL_SPEC_FILENAME).write_text(json.dumps(document))
+    with caplog.at_level(logging.INFO, logger="artquant_model.spec"):
+        spec = read_spec(tmp_path)
+    assert "reading its older level_spec.json" in caplog.text
+    assert spec is not None
+    assert list(spec.questions) == ["total", "color"]
+    assert spec.question().raw_prompt == document["prompt"]
+    assert spec.question().stem == "The quality of the painting is"
+    assert spec.question("color").raw_prompt == document["questions"][0]["prompt"]
+    # artquant_spec.json wins when both are there
+    ARTQUANT_SPEC.save(tmp_path)
+    assert read_spec(tmp_path) == ARTQUANT_SPEC
+    (tmp_path / SPEC_FILENAME).unlink()
+    document["questions"][0]["id"] = "Colour!"
+    (tmp_path / LEGACY_LEVEL_SPEC_FILENAME).write_text(json.dumps(document))
+    message = r"(?s)level_spec.json: not a valid artquant-train level spec: .*'Colour!'"
+    with pytest.raises(ValueError, match=message):
+        read_spec(tmp_path)

@@ -10,6 +10,7 @@ import artquant_sdk
 EXPECTED = [
     "IMAGE_EXTENSIONS",
     "ArtQuant",
+    "AttributeScore",
     "ImageInput",
     "ImagesInput",
     "Manifest",
@@ -21,6 +22,7 @@ EXPECTED = [
     "ResolvedWeights",
     "ScoreResult",
     "__version__",
+    "attribute_key",
     "expand_paths",
     "get_model_card",
     "level_preset",

@@ -108,7 +108,7 @@ def test_models(client: ArtQuantClient) -> None:
     assert info.level_words == ["excellent", "good", "fair", "poor", "bad"]
     assert info.scale == (1.0, 10.0)
     assert (info.device, info.dtype) == ("cpu", "float32")
-    assert info.attributes is False
+    assert info.attributes is True
     assert info.describe is True
     assert (info.max_batch_size, info.max_images_per_request) == (8, MAX_IMAGES)
 
@@ -256,13 +256,36 @@ def test_broken_json_is_422(server: Any) -> None:
     assert _error(response)["code"] == "invalid_request"
 
 
-def test_attributes_are_refused_until_the_sdk_has_them(
-    client: ArtQuantClient, pictures: list[Path]
+def test_attributes_pass_through_to_the_sdk(
+    client: ArtQuantClient, reference_scorer: Any, pictures: list[Path]
 ) -> None:
-    with pytest.raises(ServeError) as err:
-        client.score(pictures[0], attributes=["composition"])
-    assert (err.value.status, err.value.code) == (422, "attributes_unsupported")
-    assert "composition" in err.value.message
+    """The fixture model was trained on no attributes: asked zero-shot, the server answers what
+    ``ArtQuant.score`` gives in this process; asked plainly, each image fails with the SDK's
+    message naming the attribute."""
+    got = client.score(
+        pictures, attributes=["color", "Light and shadow"], zero_shot_attributes=True
+    )
+    want = reference_scorer.score(
+        pictures, attributes=["color", "Light and shadow"], zero_shot_attributes=True
+    )
+    for result, reference in zip(got, want, strict=True):
+        _assert_same(result, reference)
+        assert result.attributes is not None
+        assert list(result.attributes) == ["color", "light_and_shadow"]
+        for name, value in result.attributes.items():
+            expected_value = reference.attributes[name]
+            assert value.score == pytest.approx(expected_value.score, abs=ATOL)
+            assert value.std == pytest.approx(expected_value.std, abs=ATOL)
+            assert value.level == expected_value.level
+            assert list(value.probs.values()) == pytest.approx(
+                list(expected_value.probs.values()), abs=ATOL
+            )
+    assert got[0].attributes != got[1].attributes  # per picture, not one answer for all
+    [refused] = client.score(pictures[0], attributes=["composition"])
+    assert refused.error is not None
+    assert refused.error.code == "invalid_request"
+    assert "has no attribute 'composition'" in refused.error.message
+    assert client.score(pictures[0])[0].attributes is None
 
 
 def test_unknown_route_is_json_404(server: Any) -> None:

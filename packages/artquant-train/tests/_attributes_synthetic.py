@@ -6,7 +6,6 @@ property it names predicts one attribute without tracking the other.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +86,7 @@ def attribute_records(labels: list[tuple[str, float, float]]) -> list[object]:
 def score_each_question(
     release: Path, base: Path, items: dict[str, list[Any]], levels: Any
 ) -> dict[str, np.ndarray]:
-    """Score a release folder with every question of its ``level_spec.json``.
+    """Score a release folder with every attribute question of its ``artquant_spec.json``.
 
     Args:
         release: ``final/`` or ``best/``.
@@ -98,27 +97,30 @@ def score_each_question(
     Returns:
         attribute id -> predicted scores, through the trainer's own ``score_items``.
     """
+    from artquant_data import attribute_id
     from artquant_model import (
         MPLUGOwl2ImageProcessor,
+        ScorerSpec,
         load_image,
         load_model,
         load_tokenizer,
         tokenizer_image_token,
     )
     from artquant_train import level_token_ids
-    from artquant_train.attributes import LEVEL_SPEC_FILE
+    from artquant_train.attributes import SPEC_FILE
     from artquant_train.validation import score_items
 
-    spec = json.loads((release / LEVEL_SPEC_FILE).read_text(encoding="utf-8"))
+    spec = ScorerSpec.from_file(release / SPEC_FILE)
     model = load_model(release, base=base).eval()
     tokenizer = load_tokenizer(release)
     processor = MPLUGOwl2ImageProcessor.from_pretrained(release)
     _, level_ids = level_token_ids(tokenizer, levels)
+    names = {attribute_id(name): name for name in items}
     return {
-        question["id"]: score_items(
+        ident: score_items(
             model,
-            items[question["name"]],
-            prompt_ids=tokenizer_image_token(question["prompt"], tokenizer),
+            items[names[ident]],
+            prompt_ids=tokenizer_image_token(str(question.raw_prompt), tokenizer),
             level_ids=level_ids,
             values=levels.values,
             image_processor=processor,
@@ -126,5 +128,6 @@ def score_each_question(
             device=model.device,
             batch_size=32,
         )
-        for question in spec["questions"]
+        for ident, question in spec.questions.items()
+        if ident != "total"
     }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +23,9 @@ from scipy.stats import kendalltau, pearsonr, spearmanr
 import artquant_data as aq
 import artquant_eval as ae
 from artquant_model import (
+    APDDV2_ATTRIBUTE_QUESTIONS,
+    Question,
+    ScorerSpec,
     load_tokenizer,
     tokenizer_image_token,
 )
@@ -28,6 +33,7 @@ from artquant_model.testing import tiny_tokenizer
 from artquant_train import ConfigError, TemplateConfig, TrainError, load_config, train
 from artquant_train.attributes import (
     LEVEL_SPEC_FILE,
+    SPEC_FILE,
     attribute_metrics,
     attribute_prompt,
     check_attribute_ids,
@@ -36,7 +42,19 @@ from artquant_train.attributes import (
 from artquant_train.cli import resolve_config
 from artquant_train.conversation import encode_conversation, level_token_ids
 from artquant_train.errors import EmptyDatasetError
-from artquant_train.validation import read_validation_items
+from artquant_train.validation import (
+    default_validation_prompt,
+    metrics_of,
+    read_validation_items,
+)
+
+
+def test_model_zero_shot_questions_are_the_data_table() -> None:
+    """artquant-model (and through it the SDK) may not import artquant-data: its zero-shot
+    questions are a copy of the table, checked here."""
+    table = {spec.id: (spec.question, spec.stem) for spec in aq.APDDV2_ATTRIBUTE_SPECS}
+    copy = {k: (q.prompt, q.stem) for k, q in APDDV2_ATTRIBUTE_QUESTIONS.items()}
+    assert list(copy.items()) == list(table.items())
 
 
 def test_eval_and_data_list_the_same_attributes() -> None:
@@ -185,11 +203,12 @@ def test_reading_attribute_validation_items(tmp_path: Path) -> None:
         read_attribute_items(tmp_path / "few.json", data["images"])
 
 
-def test_run_validates_each_attribute_and_keeps_best_on_their_mean(
-    tiny_base: Path, tmp_path: Path
-) -> None:
-    data = _write_attribute_data(tmp_path / "data", 16, 3)
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def attribute_run(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One tiny run on attribute samples, validated twice; ``best/`` on the attribute mean."""
+    root = tmp_path_factory.mktemp("attribute_run")
+    data = _write_attribute_data(root / "data", 16, 3)
+    out = root / "run"
     config = tiny_run_config(
         tiny_base,
         data,
@@ -202,7 +221,15 @@ def test_run_validates_each_attribute_and_keeps_best_on_their_mean(
             "logging.plot": "auto",
         },
     )
-    result = train(config)
+    return SimpleNamespace(data=data, out=out, config=config, result=train(config))
+
+
+def test_run_validates_each_attribute_and_keeps_best_on_their_mean(
+    tiny_base: Path, attribute_run: Any
+) -> None:
+    data, out, config, result = (
+        attribute_run.data, attribute_run.out, attribute_run.config, attribute_run.result
+    )  # fmt: skip
     assert len(result.validations) == 2
     last = result.validations[-1]
     for ident in ("color", "light_and_shadow"):
@@ -214,21 +241,22 @@ def test_run_validates_each_attribute_and_keeps_best_on_their_mean(
     lines = (out / "validation.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["color/srcc"] == pytest.approx(last["color/srcc"])
 
-    # level_spec.json: the trained attributes, each with the prompt validation scored with
+    # artquant_spec.json: the total and the trained attributes, each with the prompt validation
+    # scored with (no level_spec.json any more)
     for folder in (out / "final", out / "best"):
-        spec = json.loads((folder / LEVEL_SPEC_FILE).read_text())
-        assert spec["words"] == ["excellent", "good", "fair", "poor", "bad"]
-        assert spec["values"] == [10.0, 7.5, 5.0, 3.5, 1.0]
-        assert spec["scale"] == [1.0, 10.0]
-        assert [q["id"] for q in spec["questions"]] == ["light_and_shadow", "color"]
-        assert spec["questions"][1] == {
-            "id": "color",
-            "name": "Color",
-            "question": "How would you rate the color of this painting?",
-            "stem": "The color of the painting is",
-            "prompt": "USER: <|image|>\nHow would you rate the color of this painting? "
+        assert not (folder / LEVEL_SPEC_FILE).exists()
+        spec = ScorerSpec.from_file(folder / SPEC_FILE)
+        assert spec.words == ("excellent", "good", "fair", "poor", "bad")
+        assert spec.values == (10.0, 7.5, 5.0, 3.5, 1.0)
+        assert spec.scale == (1.0, 10.0)
+        assert list(spec.questions) == ["total", "light_and_shadow", "color"]
+        assert spec.question().raw_prompt == default_validation_prompt(config.levels.prefix)
+        assert spec.question("color") == Question(
+            prompt="How would you rate the color of this painting?",
+            stem="The color of the painting is",
+            raw_prompt="USER: <|image|>\nHow would you rate the color of this painting? "
             "ASSISTANT: The color of the painting is",
-        }
+        )
 
     # the release, scored outside the trainer with each question, gives the same SRCC
     grouped = read_attribute_items(data["val"], data["images"])
@@ -250,6 +278,36 @@ def test_run_validates_each_attribute_and_keeps_best_on_their_mean(
     assert [line.get_label() for line in figure.axes[3].get_lines()] == [
         "light_and_shadow", "color", "mean"
     ]  # fmt: skip
+
+
+def test_the_release_scores_in_the_sdk_as_validation_did(
+    tiny_base: Path, attribute_run: Any
+) -> None:
+    """``final/``, loaded with ``ArtQuant.from_pretrained`` and scored with
+    ``score(attributes="all")``, gives the trainer's own last validation: SRCC, PLCC and MAE of
+    the total and of each attribute (1e-5: the SDK shares the picture among the questions,
+    which reorders float32 sums; MAE moves with every score, so this checks values, not only
+    ranks)."""
+    sdk = pytest.importorskip(
+        "artquant_sdk",
+        reason="artquant-sdk is not a dependency of artquant-train (its isolated environment); "
+        "the workspace suite runs this",
+    )
+    data, out, last = attribute_run.data, attribute_run.out, attribute_run.result.validations[-1]
+    scorer = sdk.ArtQuant.from_pretrained(out / "final", base=tiny_base, device="cpu")
+    assert scorer.attributes == ["light_and_shadow", "color"]
+    totals = read_validation_items(data["val"], data["images"])
+    results = scorer.score([item.image for item in totals], attributes="all", batch_size=4)
+    got = metrics_of(np.array([r.score for r in results]), np.array([i.score for i in totals]))
+    for metric in ("srcc", "plcc", "mae"):
+        assert got[metric] == pytest.approx(last[metric], abs=1e-5)
+    by_image = {r.image: r for r in results}
+    for name, items in read_attribute_items(data["val"], data["images"]).items():
+        ident = aq.attribute_id(name)
+        predictions = [by_image[str(item.image)].attributes[ident].score for item in items]
+        got = metrics_of(np.array(predictions), np.array([i.score for i in items]))
+        for metric in ("srcc", "plcc", "mae"):
+            assert got[metric] == pytest.approx(last[f"{ident}/{metric}"], abs=1e-5)
 
 
 def test_best_on_needs_what_it_reads(tiny_base: Path, tmp_path: Path) -> None:

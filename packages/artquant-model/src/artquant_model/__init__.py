@@ -86,6 +86,7 @@ from artquant_model.loading import (
 )
 from artquant_model.scoring import PromptPrefixCache, score_images, score_pixel_values
 from artquant_model.spec import (
+    APDDV2_ATTRIBUTE_QUESTIONS,
     ARTQUANT_SPEC,
     SPEC_FILENAME,
     SPEC_PRESETS,
@@ -93,6 +94,7 @@ from artquant_model.spec import (
     Resolution,
     ScorerSpec,
     read_spec,
+    spec_from_trainer_document,
 )
 
 try:
@@ -101,6 +103,7 @@ except _PackageNotFoundError:  # imported from a source tree that was never inst
     __version__ = "0+unknown"
 
 __all__ = [
+    "APDDV2_ATTRIBUTE_QUESTIONS",
     "ARTQUANT_LEVELS",
     "ARTQUANT_SCORE_PROMPT",
     "ARTQUANT_SPEC",
@@ -156,6 +159,7 @@ __all__ = [
     "read_spec",
     "score_images",
     "score_pixel_values",
+    "spec_from_trainer_document",
     "stack_pixels",
     "supported_model_types",
     "tokenizer_image_token",

@@ -29,6 +29,7 @@ from transformers.utils.logging import tqdm
 
 from artquant_model._images import DEFAULT_MAX_PIXELS
 from artquant_model._prompts import IMAGE_TOKEN_INDEX
+from artquant_model.backbones.mplug_owl2._multimodal import splice_inputs
 from artquant_model.backbones.mplug_owl2.modeling_mplug_owl2 import MPLUGOwl2ForCausalLM
 from artquant_model.backbones.mplug_owl2.processing_mplug_owl2 import MPLUGOwl2Processor
 from artquant_model.levels import (
@@ -144,6 +145,40 @@ def _weights_key(model: torch.nn.Module) -> tuple[tuple[int, int], ...] | None:
         return None
 
 
+def _multimodal_pass(
+    causal: MPLUGOwl2ForCausalLM,
+    ids: torch.Tensor,
+    units: Sequence[torch.Tensor],
+    prefix_cache: PromptPrefixCache,
+) -> tuple[torch.Tensor, DynamicCache]:
+    """Run ``[N, L]`` prompt rows (the same text, one image marker each at the same place) with
+    the encoded pictures ``units``: the text before the image comes from ``prefix_cache``.
+
+    Returns:
+        The final hidden states ``[N, L', hidden]`` of the image and the text after it, and the
+        filled key/value cache (all ``L'`` + prefix positions), for a continuation.
+    """
+    row = ids[0]
+    length = int((row == IMAGE_TOKEN_INDEX).nonzero()[0, 0])
+    inner = causal.model
+    count = ids.shape[0]
+    cache = DynamicCache()
+    if length:
+        keys, values = prefix_cache.layers(causal, row[:length])
+        for index, (key, value) in enumerate(zip(keys, values, strict=True)):
+            cache.update(key.expand(count, -1, -1, -1), value.expand(count, -1, -1, -1), index)
+    device = inner.embed_tokens.weight.device
+    spliced = splice_inputs(ids[:, length:].to(device), units, inner.embed_tokens)
+    output = inner(
+        inputs_embeds=spliced.inputs_embeds,
+        modality_indicators=spliced.modality_indicators,
+        position_ids=spliced.position_ids + length,
+        past_key_values=cache,
+        use_cache=True,
+    )
+    return output.last_hidden_state, cache
+
+
 def _score_with_prefix(
     causal: MPLUGOwl2ForCausalLM,
     ids: torch.Tensor,
@@ -158,25 +193,114 @@ def _score_with_prefix(
     if ids.shape[0] > 1 and not bool((ids == row).all()):
         return None
     where = (row == IMAGE_TOKEN_INDEX).nonzero()
-    length = int(where[0, 0]) if where.numel() else 0
-    if length == 0:
+    if not where.numel() or int(where[0, 0]) == 0:
         return None
-    keys, values = prefix_cache.layers(causal, row[:length])
-    count = pixels.shape[0]
+    hidden, _ = _multimodal_pass(causal, ids, causal.model.encode_images(pixels), prefix_cache)
+    return hidden[:, -1, :]
+
+
+def _common_length(rows: Sequence[Sequence[int]]) -> int:
+    """Tokens every row starts with, leaving each row at least its last token."""
+    shortest = min(len(row) for row in rows)
+    length = 0
+    while length < shortest - 1 and all(row[length] == rows[0][length] for row in rows):
+        length += 1
+    return length
+
+
+def question_level_logits(
+    model: Any,
+    prompts: Sequence[torch.Tensor],
+    pixel_values: torch.Tensor,
+    level_ids: Sequence[Sequence[int]],
+    prefix_caches: dict[tuple[int, ...], PromptPrefixCache],
+) -> list[torch.Tensor]:
+    """Level logits of several prompts (questions) for one batch of pictures, sharing work.
+
+    The pictures go through the vision tower and abstractor once. Prompts that are the same up
+    to and including their image (a picture-first prompt: ``"USER: <|image|>\nHow would you
+    rate the color ..."``) form a group: the image and every token the group's prompts share
+    run once per picture, their keys and values are repeated over the group's questions and
+    only each question's own tokens (question, roles, stem) run in one batch of
+    ``pictures x questions`` rows, right-padded; each row is read at its last real token
+    (causal attention: padding after a token never reaches it). A prompt with its own text
+    before the image (ArtQuant's question-first prompt) runs whole, on the shared picture
+    features. The text before the image comes from ``prefix_caches`` (one
+    :class:`PromptPrefixCache` per distinct text, added as needed).
+
+    Args:
+        model: An ``MPLUGOwl2ForCausalLM`` (or a peft model around one) with a plain LM head.
+        prompts: ``[L_q]`` ids per question, each with one image id (-200).
+        pixel_values: ``[N, 3, S, S]`` on the model's device and dtype.
+        level_ids: The K level-word ids of each question.
+        prefix_caches: Caches of the text before the image, by its ids (filled here).
+
+    Returns:
+        ``[N, K]`` float32 level logits per question, on the CPU, in the order given.
+
+    Raises:
+        ValueError: The model's LM head is not a plain linear layer, or a prompt does not hold
+            exactly one image id.
+    """
+    causal = _plain_causal_lm(model)
+    if causal is None:
+        raise ValueError("question_level_logits needs an MPLUGOwl2ForCausalLM with a plain LM head")
+    rows = [[int(t) for t in prompt.tolist()] for prompt in prompts]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, row in enumerate(rows):
+        if row.count(IMAGE_TOKEN_INDEX) != 1:
+            raise ValueError(
+                f"prompt {index} must hold exactly one image id {IMAGE_TOKEN_INDEX}, it holds "
+                f"{row.count(IMAGE_TOKEN_INDEX)}"
+            )
+        head = tuple(row[: row.index(IMAGE_TOKEN_INDEX) + 1])
+        groups.setdefault(head, []).append(index)
     inner = causal.model
-    device = keys[0].device
-    spliced = inner.build_multimodal_inputs(ids[:, length:].to(device), pixels)
-    cache = DynamicCache()
-    for index, (key, value) in enumerate(zip(keys, values, strict=True)):
-        cache.update(key.expand(count, -1, -1, -1), value.expand(count, -1, -1, -1), index)
-    output = inner(
-        inputs_embeds=spliced.inputs_embeds,
-        modality_indicators=spliced.modality_indicators,
-        position_ids=spliced.position_ids + length,
-        past_key_values=cache,
-        use_cache=True,
-    )
-    return output.last_hidden_state[:, -1, :]
+    count = int(pixel_values.shape[0])
+    device = inner.embed_tokens.weight.device
+    head_weight = causal.lm_head.weight
+    out: list[torch.Tensor | None] = [None] * len(rows)
+
+    def read(hidden: torch.Tensor, question: int) -> torch.Tensor:
+        index = torch.tensor(list(level_ids[question]), device=device)
+        weight = head_weight.index_select(0, index)
+        return torch.nn.functional.linear(hidden, weight).float().cpu()
+
+    with torch.inference_mode():
+        units = inner.encode_images(pixel_values)
+        for head, members in groups.items():
+            before = head[:-1]
+            prefix_cache = prefix_caches.setdefault(before, PromptPrefixCache())
+            texts = [rows[q] for q in members]
+            common = len(texts[0]) if len(members) == 1 else _common_length(texts)
+            shared = torch.tensor(texts[0][:common], dtype=torch.long).expand(count, -1)
+            hidden, cache = _multimodal_pass(causal, shared, units, prefix_cache)
+            if len(members) == 1:
+                out[members[0]] = read(hidden[:, -1, :], members[0])
+                continue
+            width = len(members)
+            tails = [text[common:] for text in texts]
+            longest = max(len(tail) for tail in tails)
+            ids = torch.zeros((count * width, longest), dtype=torch.long)
+            ends = torch.zeros(count * width, dtype=torch.long)
+            for slot, tail in enumerate(tails):
+                ids[slot::width, : len(tail)] = torch.tensor(tail, dtype=torch.long)
+                ends[slot::width] = len(tail) - 1
+            cache.batch_repeat_interleave(width)  # row = picture * width + question
+            past = cache.get_seq_length()
+            ids = ids.to(device)
+            output = inner(
+                inputs_embeds=inner.embed_tokens(ids),
+                modality_indicators=torch.zeros_like(ids),
+                position_ids=torch.arange(past, past + longest, device=device).unsqueeze(0),
+                past_key_values=cache,
+                use_cache=True,
+            )
+            every = torch.arange(count * width, device=device)
+            last = output.last_hidden_state[every, ends.to(device)]
+            for slot, question in enumerate(members):
+                out[question] = read(last[slot::width], question)
+    return [logits for logits in out if logits is not None]
 
 
 def _vocab_size(model: Any) -> int | None:
@@ -383,4 +507,4 @@ def score_images(
     return results
 
 
-__all__ = ["PromptPrefixCache", "score_images", "score_pixel_values"]
+__all__ = ["PromptPrefixCache", "question_level_logits", "score_images", "score_pixel_values"]

@@ -21,10 +21,12 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -35,8 +37,12 @@ from artquant_model.levels import (
     check_levels_on_scale,
 )
 
+logger = logging.getLogger(__name__)
+
 #: The spec's file name inside a model folder.
 SPEC_FILENAME = "artquant_spec.json"
+#: What artquant-train wrote before it wrote :data:`SPEC_FILENAME` (read when that is absent).
+LEGACY_LEVEL_SPEC_FILENAME = "level_spec.json"
 #: The name of the question whose answer is the score.
 TOTAL = "total"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -229,10 +235,80 @@ class ScorerSpec(BaseModel):
             raise ValueError(f"{os.fspath(path)} is not a valid ArtQuant spec: {error}") from error
 
 
+def question_from_raw_prompt(prompt: str) -> Question:
+    """A question whose ``raw_prompt`` is a full mPLUG-Owl2 prompt; ``prompt`` and ``stem``
+    (used by chat-template backbones only) are read from it: the text between ``USER:`` and
+    the picture, and the text after ``ASSISTANT:``.
+
+    Example:
+        >>> question_from_raw_prompt("USER: Rate it.\\n<|image|> ASSISTANT: It is").stem
+        'It is'
+    """
+    before, _, after = prompt.partition(DEFAULT_IMAGE_TOKEN)
+    return Question(
+        prompt=before.replace("USER:", "").strip() or "How would you rate this image?",
+        stem=after.rsplit("ASSISTANT:", 1)[-1].strip() or "The answer is",
+        raw_prompt=prompt,
+    )
+
+
+def spec_from_trainer_document(document: Mapping[str, Any]) -> ScorerSpec:
+    """The ``ScorerSpec`` of artquant-train's level-spec document (``level_spec.json``).
+
+    The document holds ``name``, ``words``, ``values``, ``scale``, the total's full mPLUG-Owl2
+    ``prompt`` and ``questions``: one ``{"id", "name", "question", "stem", "prompt"}`` per
+    trained attribute. Each prompt becomes its question's ``raw_prompt``; the total's question
+    and stem are read from its prompt (the text between ``USER:`` and the picture, and the
+    text after ``ASSISTANT:``).
+
+    Raises:
+        ValueError: A missing field or an invalid spec (bad words, an id that is not a
+            lower-case identifier, a prompt without exactly one ``<|image|>``).
+
+    Example:
+        >>> doc = {"name": "artquant", "words": ["good", "bad"], "values": [10, 1],
+        ...        "scale": [1, 10], "prompt": "USER: Rate it.\\n<|image|> ASSISTANT: It is",
+        ...        "questions": [{"id": "color", "name": "Color", "question": "Color?",
+        ...                       "stem": "The color is", "prompt": "USER: <|image|>\\nColor? "
+        ...                       "ASSISTANT: The color is"}]}
+        >>> spec = spec_from_trainer_document(doc)
+        >>> sorted(spec.questions), spec.question().stem
+        (['color', 'total'], 'It is')
+    """
+    try:
+        questions = {TOTAL: question_from_raw_prompt(str(document["prompt"]))}
+        for entry in document.get("questions", []):
+            questions[str(entry["id"])] = Question(
+                prompt=entry["question"], stem=entry["stem"], raw_prompt=entry["prompt"]
+            )
+        return ScorerSpec(
+            name=document["name"],
+            words=tuple(document["words"]),
+            values=tuple(document["values"]),
+            scale=tuple(document["scale"]),
+            questions=questions,
+        )
+    except (KeyError, TypeError, ValidationError) as error:
+        raise ValueError(f"not a valid artquant-train level spec: {error}") from error
+
+
 def read_spec(folder: str | os.PathLike[str]) -> ScorerSpec | None:
-    """The spec a model folder carries (``artquant_spec.json``), or None when it has none."""
+    """The spec a model folder carries (``artquant_spec.json``), or None when it has none.
+
+    A folder written by an older artquant-train carries ``level_spec.json`` instead; it is
+    read (:func:`spec_from_trainer_document`) when ``artquant_spec.json`` is absent.
+    """
     path = Path(folder) / SPEC_FILENAME
-    return ScorerSpec.from_file(path) if path.is_file() else None
+    if path.is_file():
+        return ScorerSpec.from_file(path)
+    legacy = Path(folder) / LEGACY_LEVEL_SPEC_FILENAME
+    if not legacy.is_file():
+        return None
+    logger.info("%s has no %s; reading its older %s", folder, SPEC_FILENAME, legacy.name)
+    try:
+        return spec_from_trainer_document(json.loads(legacy.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, ValueError) as error:
+        raise ValueError(f"{os.fspath(legacy)}: {error}") from error
 
 
 #: ArtQuant's zero-shot spec for any chat-template backbone (see the module docstring).
@@ -266,6 +342,30 @@ QALIGN_SPEC = ScorerSpec(
 ONEALIGN_SPEC = QALIGN_SPEC.model_copy(
     update={"name": "onealign", "values": (5.0, 4.0, 3.0, 2.0, 1.0), "scale": (1.0, 5.0)}
 )
+_APDDV2_PHRASES = (
+    ("theme_and_logic", "theme and logic"),
+    ("creativity", "creativity"),
+    ("layout_and_composition", "layout and composition"),
+    ("space_and_perspective", "space and perspective"),
+    ("the_sense_of_order", "sense of order"),
+    ("light_and_shadow", "light and shadow"),
+    ("color", "color"),
+    ("details_and_texture", "details and texture"),
+    ("the_overall", "overall effect"),
+    ("mood", "mood"),
+)
+#: APDDv2's ten attributes as zero-shot questions, by their column-safe ids, in the label CSV's
+#: order: "How would you rate the {phrase} of this painting?" answered "The {phrase} of the
+#: painting is". The same questions and stems as ``artquant_data.APDDV2_ATTRIBUTE_SPECS``
+#: (artquant-train's tests check that the two agree); kept here because the model and the SDK
+#: do not depend on artquant-data.
+APDDV2_ATTRIBUTE_QUESTIONS: dict[str, Question] = {
+    ident: Question(
+        prompt=f"How would you rate the {phrase} of this painting?",
+        stem=f"The {phrase} of the painting is",
+    )
+    for ident, phrase in _APDDV2_PHRASES
+}
 #: The specs by name (the SDK's and CLI's ``levels`` presets).
 SPEC_PRESETS: dict[str, ScorerSpec] = {
     spec.name: spec for spec in (ARTQUANT_SPEC, QALIGN_SPEC, ONEALIGN_SPEC)
@@ -273,7 +373,9 @@ SPEC_PRESETS: dict[str, ScorerSpec] = {
 
 
 __all__ = [
+    "APDDV2_ATTRIBUTE_QUESTIONS",
     "ARTQUANT_SPEC",
+    "LEGACY_LEVEL_SPEC_FILENAME",
     "ONEALIGN_SPEC",
     "QALIGN_SPEC",
     "SPEC_FILENAME",
@@ -282,5 +384,7 @@ __all__ = [
     "Question",
     "Resolution",
     "ScorerSpec",
+    "question_from_raw_prompt",
     "read_spec",
+    "spec_from_trainer_document",
 ]

@@ -7,6 +7,7 @@ One class does the work::
     scorer = ArtQuant.from_pretrained("artquant-apdd")       # a ModelZoo name, folder or hub id
     results = scorer.score(["a.jpg", "b.png"], batch_size=8)  # list[ScoreResult]
     results[0].score, results[0].std, results[0].probs, results[0].level, results[0].scale
+    scorer.score("a.jpg", attributes="all")[0].attributes["color"].score  # trained attributes
     text = scorer.describe("a.jpg")                           # perception, cognition, emotion
 
 Scores are on the model's own scale, named in each result: 1–10 for ArtQuant, 1–5 for OneAlign,
@@ -19,12 +20,12 @@ For collections that need a cluster, :func:`artquant_sdk.ray.score_dataset` (the
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
-from artquant_sdk._api import ArtQuant, level_preset
+from artquant_sdk._api import ArtQuant, attribute_key, level_preset
 from artquant_sdk._devices import resolve_device, resolve_dtype
 from artquant_sdk._errors import ManifestError, ModelNotFoundError, ModelUnavailableError
 from artquant_sdk._files import IMAGE_EXTENSIONS, expand_paths
 from artquant_sdk._inputs import ImageInput, ImagesInput
-from artquant_sdk._types import ScoreResult
+from artquant_sdk._types import AttributeScore, ScoreResult
 from artquant_sdk._zoo import (
     Manifest,
     ModelCard,
@@ -46,6 +47,7 @@ except _PackageNotFoundError:  # imported from a source tree that was never inst
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ArtQuant",
+    "AttributeScore",
     "ImageInput",
     "ImagesInput",
     "Manifest",
@@ -57,6 +59,7 @@ __all__ = [
     "ResolvedWeights",
     "ScoreResult",
     "__version__",
+    "attribute_key",
     "expand_paths",
     "get_model_card",
     "level_preset",

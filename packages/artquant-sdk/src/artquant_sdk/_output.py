@@ -1,7 +1,9 @@
 """Row files of the ``artquant score`` command: CSV or JSONL, flushed row by row, resumable.
 
-Columns: ``image, score, std, level, p_<word>... , error`` (one ``p_`` column per level word, in
-level order). A scored row has an empty ``error``; a failed row has only ``image`` and ``error``.
+Columns: ``image, score, std, level, p_<word>..., [score_<attribute>, std_<attribute>]..., error``
+(one ``p_`` column per level word, in level order; with ``--attributes`` a ``score_`` and a
+``std_`` column per attribute id, in the order asked). A scored row has an empty ``error``; a
+failed row has only ``image`` and ``error``.
 JSONL holds the same keys, with ``null`` for empty values.
 
 A run killed mid-write can leave a partial last line (no trailing newline). Reading for
@@ -56,14 +58,20 @@ def output_format(path: str | os.PathLike[str]) -> Format:
     return _SUFFIXES[suffix]
 
 
-def columns_for(words: Sequence[str]) -> list[str]:
-    """The output columns for a model with these level words.
+def columns_for(words: Sequence[str], attributes: Sequence[str] = ()) -> list[str]:
+    """The output columns for a model with these level words (and attribute ids asked for).
+
+    Attribute ids are column-safe already (``light_and_shadow``; see
+    ``artquant_sdk.attribute_key``), so ``score_<id>`` / ``std_<id>`` need no quoting.
 
     Example:
         >>> columns_for(["good", "bad"])
         ['image', 'score', 'std', 'level', 'p_good', 'p_bad', 'error']
+        >>> columns_for(["good", "bad"], ["color"])[-3:]
+        ['score_color', 'std_color', 'error']
     """
-    return ["image", "score", "std", "level", *(f"p_{w}" for w in words), "error"]
+    extra = [column for a in attributes for column in (f"score_{a}", f"std_{a}")]
+    return ["image", "score", "std", "level", *(f"p_{w}" for w in words), *extra, "error"]
 
 
 def _complete_prefix(data: bytes) -> bytes:

@@ -5,6 +5,7 @@ Subcommands::
     artquant score PATHS... --out FILE [--model NAME|DIR] [--tokenizer DIR] [--base NAME|DIR]
                    [--batch-size N] [--device D] [--dtype T] [--recursive] [--resume]
                    [--overwrite] [--workers N] [--max-pixels N] [--levels PRESET]
+                   [--attributes all|a,b,c] [--zero-shot-attributes]
     artquant describe IMAGE [--model ...] [--prompt TEXT] [--max-new-tokens N]
     artquant models [--json]
     artquant download NAME [--revision R]
@@ -266,6 +267,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse images with more pixels than this (decompression-bomb limit; default "
         "artquant_model's)",
     )
+    score.add_argument(
+        "--attributes",
+        metavar="all|A,B,...",
+        help="also score attributes: 'all' (every attribute the model was trained on) or ids/"
+        "names separated by commas (color,light_and_shadow); adds score_<id> and std_<id> "
+        "columns",
+    )
+    score.add_argument(
+        "--zero-shot-attributes",
+        action="store_true",
+        help="ask attributes the model was not trained on with APDDv2's questions (zero-shot) "
+        "instead of refusing them",
+    )
     score.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     score.add_argument(
         "--merge-timeout",
@@ -334,11 +348,12 @@ def _shard_device(requested: str, local_rank: int, world_size: int) -> str:
     return requested
 
 
-def _score_rows(scorer: Any, batch: Any) -> list[dict[str, object]]:
+def _score_rows(scorer: Any, batch: Any, attributes: Sequence[str] = ()) -> list[dict[str, object]]:
     """Rows for one :class:`~artquant_sdk._decode.DecodedBatch`, in its order.
 
-    The readable images are scored in one forward pass; if that fails (out of memory, say), they
-    are retried one at a time so one image cannot sink the rest.
+    The readable images are scored in one forward pass (with the attribute ids asked for); if
+    that fails (out of memory, say), they are retried one at a time so one image cannot sink
+    the rest.
     """
     from artquant_sdk._decode import describe_error
 
@@ -347,19 +362,20 @@ def _score_rows(scorer: Any, batch: Any) -> list[dict[str, object]]:
     for d in batch:
         if d.pixel_values is None:
             rows[d.index] = {"image": d.image, "error": d.error}
-    scored: list[tuple[Any, tuple[float, float, list[float]]]] = []
+    scored: list[tuple[Any, Any]] = []
     if good:
         try:
-            scored = list(zip(good, scorer.score_pixel_values(batch.pixel_values), strict=True))
+            together = scorer.score_batch(batch.pixel_values, attributes)
+            scored = list(zip(good, together, strict=True))
         except Exception:
             for d in good:
                 try:
-                    (one,) = scorer.score_pixel_values(d.pixel_values.unsqueeze(0))
+                    (one,) = scorer.score_batch(d.pixel_values.unsqueeze(0), attributes)
                     scored.append((d, one))
                 except Exception as error:
                     rows[d.index] = {"image": d.image, "error": describe_error(error)}
-    for d, (score, std, probs) in scored:
-        result = scorer.to_result(d.image, score, std, probs)
+    for d, ((score, std, probs), extra) in scored:
+        result = scorer.to_result(d.image, score, std, probs, extra)
         row: dict[str, object] = {
             "image": d.image,
             "score": result.score,
@@ -367,8 +383,21 @@ def _score_rows(scorer: Any, batch: Any) -> list[dict[str, object]]:
             "level": result.level,
         }
         row.update({f"p_{w}": p for w, p in result.probs.items()})
+        for name, value in result.attributes.items():
+            row[f"score_{name}"] = value.score
+            row[f"std_{name}"] = value.std
         rows[d.index] = row
     return [rows[d.index] for d in batch]
+
+
+def _attribute_list(text: str | None) -> list[str] | None:
+    """``--attributes``: None, ``["all"]`` or the comma-separated names."""
+    if text is None:
+        return None
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise _UsageError(f"--attributes {text!r} names no attribute; use all or a,b,c")
+    return names
 
 
 def _cmd_score_ray(args: argparse.Namespace) -> int:
@@ -376,6 +405,8 @@ def _cmd_score_ray(args: argparse.Namespace) -> int:
     from artquant_sdk._sharding import dist_env
 
     given = [_flag(name) for name in _LOCAL_OPTIONS if getattr(args, name) is not None]
+    if args.attributes is not None or args.zero_shot_attributes:
+        given.append("--attributes" if args.attributes is not None else "--zero-shot-attributes")
     if given:
         raise _UsageError(f"{', '.join(given)} apply only to --engine local")
     if dist_env().world_size > 1:
@@ -483,6 +514,8 @@ def _cmd_score_local(args: argparse.Namespace) -> int:
         raise _UsageError(str(error)) from error
     if args.resume and args.overwrite:
         raise _UsageError("--resume and --overwrite exclude each other")
+    if args.zero_shot_attributes and args.attributes is None:
+        raise _UsageError("--zero-shot-attributes needs --attributes (all or a,b,c)")
     if args.decode_threads is not None and args.workers:
         raise _UsageError(
             f"--decode-threads {args.decode_threads} applies only with --workers 0 (each of the "
@@ -537,7 +570,13 @@ def _cmd_score_local(args: argparse.Namespace) -> int:
 
             keep_freed_memory()
         started = time.monotonic()  # the rate below counts scoring, not loading
-        columns = columns_for(scorer.level_words)
+        try:
+            attributes = scorer.resolve_attributes(
+                _attribute_list(args.attributes), zero_shot=args.zero_shot_attributes
+            )
+        except ValueError as error:
+            raise _UsageError(str(error)) from error
+        columns = columns_for(scorer.level_words, attributes)
         try:
             writer = RowWriter(my_out, columns, fmt)
         except OutputFormatError as error:
@@ -565,7 +604,7 @@ def _cmd_score_local(args: argparse.Namespace) -> int:
                 max_pixels=args.max_pixels,
                 pin_memory=scorer.device.type == "cuda",
             ):
-                for row in _score_rows(scorer, batch):
+                for row in _score_rows(scorer, batch, attributes):
                     writer.write(row)
                     if row.get("error"):
                         n_errors += 1

@@ -32,6 +32,7 @@ from artquant_serve._config import API_KEY_ENV, ServeConfig
 from artquant_serve._reward import ArtQuantReward
 from artquant_serve._run import ServerStartError, serve
 from artquant_serve._schemas import (
+    AttributeOut,
     DescribeRequest,
     DescribeResponse,
     ErrorBody,
@@ -54,6 +55,7 @@ __all__ = [
     "API_KEY_ENV",
     "ArtQuantClient",
     "ArtQuantReward",
+    "AttributeOut",
     "DescribeRequest",
     "DescribeResponse",
     "ErrorBody",

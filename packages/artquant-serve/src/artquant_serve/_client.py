@@ -172,24 +172,41 @@ class ArtQuantClient:
         return response
 
     def score_response(
-        self, images: Any, *, attributes: Sequence[str] | None = None
+        self,
+        images: Any,
+        *,
+        attributes: Sequence[str] | None = None,
+        zero_shot_attributes: bool = False,
     ) -> ScoreResponse:
         """The whole :class:`ScoreResponse` (model, scale, level words, results)."""
         files = [
             ("files", (name, data, "application/octet-stream"))
             for name, data in (encode_image(item, i) for i, item in enumerate(split_images(images)))
         ]
-        form = {"attributes": ",".join(attributes)} if attributes else None
+        form: dict[str, str] | None = None
+        if attributes:
+            form = {"attributes": ",".join(attributes)}
+            if zero_shot_attributes:
+                form["zero_shot_attributes"] = "true"
         response = self._call("POST", "/v1/score", files=files, data=form)
         return ScoreResponse.model_validate_json(response.content)
 
-    def score(self, images: Any, *, attributes: Sequence[str] | None = None) -> list[ImageScore]:
+    def score(
+        self,
+        images: Any,
+        *,
+        attributes: Sequence[str] | None = None,
+        zero_shot_attributes: bool = False,
+    ) -> list[ImageScore]:
         """Score images in one request (the server batches it with other clients' requests).
 
         Args:
             images: One image or a list (see :func:`encode_image` for the kinds), or a 4-D
                 batch array/tensor.
-            attributes: Attribute names to score too (servers whose SDK supports them).
+            attributes: Attribute ids or names to score too (``["all"]``: every attribute
+                the model was trained on); each result's ``attributes`` holds them.
+            zero_shot_attributes: Let the server ask attributes the model was not trained on
+                with APDDv2's zero-shot questions.
 
         Returns:
             One :class:`ImageScore` per image, in order; an image the server could not read
@@ -198,7 +215,9 @@ class ArtQuantClient:
         Raises:
             ServeError: The request failed as a whole (401, 413, 415, 422, 503...).
         """
-        return self.score_response(images, attributes=attributes).results
+        return self.score_response(
+            images, attributes=attributes, zero_shot_attributes=zero_shot_attributes
+        ).results
 
     def describe(self, image: Any, *, max_new_tokens: int | None = None) -> str:
         """The hierarchical description of one image (greedy decoding on the server).

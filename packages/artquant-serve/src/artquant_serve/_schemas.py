@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "AttributeOut",
     "DescribeRequest",
     "DescribeResponse",
     "ErrorBody",
@@ -95,8 +96,14 @@ class ScoreRequest(BaseModel):
     images: list[ImageIn] = Field(min_length=1, description="the images to score, in order")
     attributes: list[str] | None = Field(
         default=None,
-        description="attribute names to score besides the total (needs an SDK whose "
-        "ArtQuant.score takes attributes; otherwise refused with 422)",
+        description="attribute ids or names to score besides the total (`all`: every "
+        "attribute the model was trained on); one the model lacks fails each image with "
+        "invalid_request unless zero_shot_attributes",
+    )
+    zero_shot_attributes: bool = Field(
+        default=False,
+        description="ask attributes the model was not trained on with APDDv2's zero-shot "
+        "questions instead of refusing them",
     )
 
     @field_validator("images")
@@ -144,6 +151,17 @@ class ImageError(BaseModel):
     message: str
 
 
+class AttributeOut(BaseModel):
+    """One attribute's score of one image, on the model's scale and level words."""
+
+    model_config = _FROZEN
+
+    score: float = Field(description="expected level value, model scale")
+    std: float = Field(description="spread of the level distribution")
+    level: str = Field(description="the most probable level word")
+    probs: dict[str, float] = Field(description="level word -> probability")
+
+
 class ImageScore(BaseModel):
     """The result for one image: its score, or its error (then the score fields are null)."""
 
@@ -154,8 +172,8 @@ class ImageScore(BaseModel):
     std: float | None = Field(default=None, description="spread of the level distribution")
     level: str | None = Field(default=None, description="the most probable level word")
     probs: dict[str, float] | None = Field(default=None, description="level word -> probability")
-    attributes: dict[str, float] | None = Field(
-        default=None, description="attribute scores, when the request asked for attributes"
+    attributes: dict[str, AttributeOut] | None = Field(
+        default=None, description="attribute id -> its score, when the request asked for some"
     )
     error: ImageError | None = None
 

@@ -27,6 +27,7 @@ import litserve as ls
 from artquant_serve._config import ServeConfig
 from artquant_serve._images import score_isolated
 from artquant_serve._schemas import (
+    AttributeOut,
     DescribeRequest,
     DescribeResponse,
     ImageError,
@@ -89,7 +90,14 @@ def _to_image_score(name: str, outcome: Any) -> ImageScore:
         std=outcome.std,
         level=outcome.level,
         probs=dict(outcome.probs),
-        attributes=dict(attributes) if attributes else None,
+        attributes=(
+            {
+                key: AttributeOut(score=a.score, std=a.std, level=a.level, probs=dict(a.probs))
+                for key, a in attributes.items()
+            }
+            if attributes
+            else None
+        ),
     )
 
 
@@ -147,15 +155,20 @@ class ScoreAPI(ls.LitAPI):
         requests: list[ScoreRequest] = batch if isinstance(batch, list) else [batch]
         started = time.monotonic()
         # Requests asking for the same attributes are scored together.
-        groups: dict[tuple[str, ...] | None, list[int]] = {}
+        groups: dict[tuple[tuple[str, ...] | None, bool], list[int]] = {}
         for index, request in enumerate(requests):
-            key = tuple(request.attributes) if request.attributes is not None else None
-            groups.setdefault(key, []).append(index)
+            names = tuple(request.attributes) if request.attributes is not None else None
+            groups.setdefault((names, request.zero_shot_attributes), []).append(index)
         outcomes: list[list[Any]] = [[] for _ in requests]
-        for attributes, members in groups.items():
+        for (attributes, zero_shot), members in groups.items():
             blobs = [image.data for i in members for image in requests[i].images]
-            results = score_isolated(
-                self._scoring(attributes), blobs, max_pixels=self.config.max_pixels
+            refused = self._refused(attributes, zero_shot)
+            results = (
+                [refused] * len(blobs)
+                if refused is not None
+                else score_isolated(
+                    self._scoring(attributes, zero_shot), blobs, max_pixels=self.config.max_pixels
+                )
             )
             position = 0
             for i in members:
@@ -179,8 +192,21 @@ class ScoreAPI(ls.LitAPI):
         self._record(requests, time.monotonic() - started)
         return responses
 
-    def _scoring(self, attributes: tuple[str, ...] | None) -> Any:
-        extra = {} if attributes is None else {"attributes": list(attributes)}
+    def _refused(self, attributes: tuple[str, ...] | None, zero_shot: bool) -> ImageError | None:
+        """Why the model cannot score these attributes (checked before any picture is read),
+        or None."""
+        if attributes is None:
+            return None
+        try:
+            self.scorer.resolve_attributes(list(attributes), zero_shot=zero_shot)
+        except ValueError as error:
+            return ImageError(code="invalid_request", message=str(error))
+        return None
+
+    def _scoring(self, attributes: tuple[str, ...] | None, zero_shot: bool = False) -> Any:
+        extra: dict[str, Any] = {}
+        if attributes is not None:
+            extra = {"attributes": list(attributes), "zero_shot_attributes": zero_shot}
 
         def score(images: list[bytes]) -> list[Any]:
             return list(

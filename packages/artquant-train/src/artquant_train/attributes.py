@@ -12,8 +12,10 @@ position. The rest lives here, apart from the total score's path:
 * reading a validation file's attribute samples, grouped by attribute;
 * SRCC, PLCC, KRCC and MAE per attribute (keys ``"<id>/srcc"``...) and their mean over the
   attributes (``"attribute_mean/srcc"``...), which ``validation.best_on: attribute_mean`` uses;
-* the level spec written beside a trained model (``level_spec.json``): level words and values,
-  the total's prompt and one entry per trained attribute (id, name, question, stem, prompt).
+* the scorer spec written beside a trained model (``artquant_spec.json``, an
+  ``artquant_model.ScorerSpec``, what ``ArtQuant.from_pretrained`` reads): level words and
+  values, the total's question and one question per trained attribute (by id: its question,
+  stem and full prompt as ``raw_prompt``).
 
 Example:
     >>> from artquant_train.config import TemplateConfig
@@ -25,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -43,8 +44,11 @@ from artquant_train.validation import ValItem, metrics_of, read_validation_objec
 ATTRIBUTE_MEAN = "attribute_mean"
 #: Metrics reported per attribute and averaged over attributes.
 ATTRIBUTE_METRICS = ("srcc", "plcc", "krcc", "mae")
-#: File written beside a trained model's weights: its level words, values and questions.
+#: What this trainer wrote beside a model before ``artquant_spec.json`` (``SPEC_FILE``); no
+#: longer written, still read by ``artquant_model.read_spec`` when a folder has only it.
 LEVEL_SPEC_FILE = "level_spec.json"
+#: File written beside a trained model's weights: its level words, values and questions.
+SPEC_FILE = "artquant_spec.json"
 #: Fewest validation items an attribute needs for a correlation.
 MIN_ATTRIBUTE_ITEMS = 3
 
@@ -172,7 +176,8 @@ def attribute_metrics(
 def level_spec_document(
     levels: LevelsConfig, prompt: str, questions: Iterable[AttributeQuestion]
 ) -> dict[str, Any]:
-    """What ``level_spec.json`` holds: how to read every score a trained model gives.
+    """How to read every score a trained model gives (written as ``artquant_spec.json`` by
+    :func:`write_level_spec`, through ``artquant_model.spec_from_trainer_document``).
 
     Args:
         levels: level words and values (``levels``).
@@ -197,10 +202,17 @@ def level_spec_document(
 
 
 def write_level_spec(folder: Path, document: Mapping[str, Any]) -> Path:
-    """Write ``level_spec.json`` into ``folder`` and return its path."""
-    path = folder / LEVEL_SPEC_FILE
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    """Write the document as ``artquant_spec.json`` (an ``artquant_model.ScorerSpec``: the
+    total and every trained attribute's question, each with the prompt validation scored
+    with) into ``folder`` and return its path.
+
+    Raises:
+        ValueError: The document is no valid spec (see :func:`questions_and_level_spec`, which
+            checks it when a run starts).
+    """
+    from artquant_model import spec_from_trainer_document
+
+    return spec_from_trainer_document(document).save(folder)
 
 
 def ordered_attributes(names: Iterable[str]) -> list[str]:
@@ -237,7 +249,8 @@ def questions_and_level_spec(
         attributes only, in the table's order.
 
     Raises:
-        ValueError: two attribute names share an id.
+        ValueError: two attribute names share an id, or the spec would be invalid (an id that
+            is no lower-case identifier, say).
     """
     trained_names = ordered_attributes(trained)
     every = ordered_attributes([*trained_names, *validated])
@@ -247,6 +260,12 @@ def questions_and_level_spec(
     document = level_spec_document(
         config.levels, total_prompt, [questions[name] for name in trained_names]
     )
+    from artquant_model import spec_from_trainer_document
+
+    try:  # at the start of a run, not when the first release is written
+        spec_from_trainer_document(document)
+    except ValueError as error:
+        raise ValueError(f"the trained model's spec would be invalid: {error}") from error
     return questions, document
 
 
@@ -273,6 +292,7 @@ __all__ = [
     "ATTRIBUTE_MEAN",
     "ATTRIBUTE_METRICS",
     "LEVEL_SPEC_FILE",
+    "SPEC_FILE",
     "AttributeQuestion",
     "attribute_metrics",
     "attribute_prompt",

@@ -9,9 +9,9 @@ the original writes (reference §9.2) with safetensors adapters:
   ``base_model.model.model.vision_model.*`` as the original;
 * ``config.json`` (the base model's), the tokenizer files and ``preprocessor_config.json``;
 * ``train_config.yaml``: the run's resolved configuration;
-* ``level_spec.json``: the level words and values, the total score's prompt and the question,
-  stem and prompt of every attribute the model was trained on
-  (:func:`artquant_train.attributes.level_spec_document`).
+* ``artquant_spec.json``: the ``artquant_model.ScorerSpec`` ``ArtQuant.from_pretrained`` reads:
+  level words and values, the total score's prompt and the question, stem and prompt of every
+  attribute the model was trained on (:func:`artquant_train.attributes.write_level_spec`).
 
 Without LoRA, or with ``checkpoint.merge_lora``, it is a full checkpoint
 (``config.json`` + ``model.safetensors``) plus tokenizer and preprocessor files.
@@ -104,7 +104,7 @@ def write_release(
         state_dict: the full tensors of ``model`` by its ``state_dict`` names, e.g. gathered
             from sharded processes by ``accelerator.get_state_dict``; ``None`` = the live ones.
         trainable_names: names of the trained tensors (``None``: ``requires_grad`` now).
-        level_spec: written as ``level_spec.json`` when given.
+        level_spec: written as ``artquant_spec.json`` when given.
 
     Returns:
         ``directory``.
@@ -155,7 +155,7 @@ def merge_release(
         base: the base model folder.
         tokenizer / image_processor: saved beside the weights.
         config: saved as ``train_config.yaml``.
-        level_spec: written as ``level_spec.json`` when given.
+        level_spec: written as ``artquant_spec.json`` when given.
 
     Returns:
         ``directory``.

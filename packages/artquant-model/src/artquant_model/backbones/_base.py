@@ -11,6 +11,8 @@ It does four things the rest of the product needs:
   pictures into a batch.
 * :meth:`Backbone.score`: one forward pass per batch, the level-word logits read at the answer
   position (only those rows of the LM head), scores in float64.
+* :meth:`Backbone.score_questions`: several questions (the total and attributes) for one batch,
+  the picture computed once; each question's scores equal :meth:`Backbone.score`'s.
 * :meth:`Backbone.generate`: greedy description of one picture.
 * :meth:`Backbone.level_ids`: the ids the score is read from, per question.
 """
@@ -102,6 +104,43 @@ class Backbone(ABC):
             ``LevelScores``: ``score``/``std`` ``[N]``, ``probs`` and ``logits`` ``[N, K]``
             (float64 except the logits), on the CPU. Each row equals its batch-of-one result.
         """
+
+    def question_names(self, questions: Sequence[str] | None = None) -> list[str]:
+        """The spec's questions to ask, in order, without repeats (None: all of them).
+
+        Raises:
+            KeyError: A name the spec does not have; the message lists the spec's questions.
+        """
+        names = list(self.spec.questions) if questions is None else list(dict.fromkeys(questions))
+        for name in names:
+            self.spec.question(name)
+        return names
+
+    def score_questions(
+        self, pixels: Any, questions: Sequence[str] | None = None
+    ) -> dict[str, LevelScores]:
+        """Score a batch with several of the spec's questions.
+
+        This default asks them one after the other with :meth:`score`; the backbones override
+        it to compute each picture (and, where the prompts put the picture first, everything
+        before the question) once for all questions.
+
+        Args:
+            pixels: From :attr:`image_processor` (or :func:`stack_pixels`).
+            questions: Spec question names (``"total"``, ``"color"``, ...); None: every one.
+
+        Returns:
+            ``{name: LevelScores}`` in the order asked; each equals ``score(pixels,
+            question=name)`` (float32: within 1e-5).
+
+        Raises:
+            KeyError: A question the spec does not have.
+
+        Example:
+            >>> scores = backbone.score_questions(pixels, ["total", "color"])  # doctest: +SKIP
+            >>> scores["color"].score  # doctest: +SKIP
+        """
+        return {name: self.score(pixels, question=name) for name in self.question_names(questions)}
 
     @abstractmethod
     def generate(

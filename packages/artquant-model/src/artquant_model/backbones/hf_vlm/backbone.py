@@ -341,11 +341,112 @@ class HFVisionLanguageBackbone(Backbone):
             bias = None if head.bias is None else head.bias.index_select(0, index)
             return torch.nn.functional.linear(hidden, head.weight.index_select(0, index), bias)
 
-    def score(self, pixels: Any, *, question: str = TOTAL) -> LevelScores:
-        """Score a batch (see :meth:`Backbone.score`); one forward pass."""
-        logits = self.level_logits(pixels, question=question).float().cpu()
+    def _scores(self, logits: torch.Tensor) -> LevelScores:
+        logits = logits.float().cpu()
         closed = level_scores(logits, self.spec.values)
         return LevelScores(score=closed.score, std=closed.std, probs=closed.probs, logits=logits)
+
+    def score(self, pixels: Any, *, question: str = TOTAL) -> LevelScores:
+        """Score a batch (see :meth:`Backbone.score`); one forward pass."""
+        return self._scores(self.level_logits(pixels, question=question))
+
+    def score_questions(
+        self, pixels: Any, questions: Sequence[str] | None = None
+    ) -> dict[str, LevelScores]:
+        """Score a batch with several questions (see :meth:`Backbone.score_questions`), the
+        picture and everything before the question computed once per picture.
+
+        The chat template puts the picture before the question, so every question's prompt
+        starts with the same tokens: system turn, user turn opening, picture, and whatever
+        text the questions share. That part runs once per picture (left-padded as
+        :meth:`level_logits`); its keys and values are repeated over the questions
+        (``pictures x questions`` rows), and each row runs only its question's own tokens
+        (the rest of the question, the generation prompt, the stem), right-padded, read at its
+        last real token. Positions continue each picture's multimodal rotary positions
+        (``get_rope_index`` of the shared part). Only attention layers cache cleanly this way.
+
+        Qwen3.5 (``recurrent``: gated-delta-rule linear-attention layers) asks the questions
+        one after the other instead, each one pass per sequence length as :meth:`level_logits`:
+        its layers' convolution and recurrent states live in a hybrid cache whose interface
+        differs between the transformers versions supported here (5.17's ``cache_params``
+        layers, 5.24's ``get_recurrent_state``), and a left-padded shared part would shift
+        the chunked rule's decays (see :meth:`level_logits`).
+        """
+        names = self.question_names(questions)
+        pixels = self._check_pixels(pixels)
+        if len(names) < 2 or self.recurrent:
+            return super().score_questions(pixels, names)
+        parts = [self.prompt_ids(q.prompt, stem=q.stem) for q in map(self.spec.question, names)]
+        if any(before != parts[0][0] for before, _ in parts):
+            return super().score_questions(pixels, names)
+        logits = self._shared_prefix_logits(pixels, parts[0][0], [a for _, a in parts], names)
+        return {name: self._scores(rows) for name, rows in zip(names, logits, strict=True)}
+
+    def _shared_prefix_logits(
+        self,
+        pixels: VisionBatch,
+        before: list[int],
+        afters: list[list[int]],
+        names: list[str],
+    ) -> list[torch.Tensor]:
+        """``[N, K]`` level logits per question, the picture and the shared text run once."""
+        import inspect
+
+        shortest = min(len(after) for after in afters)
+        common = 0
+        while common < shortest - 1 and all(a[common] == afters[0][common] for a in afters):
+            common += 1
+        base = self.model.base_model
+        # transformers 5.24 renamed past_key_values to cache (5.17 has only the old name)
+        parameters = inspect.signature(base.forward).parameters
+        cache_name = "cache" if "cache" in parameters else "past_key_values"
+        inputs = self.build_inputs(pixels, before, afters[0][:common])
+        count, width = len(pixels), len(afters)
+        device = self.device
+        with torch.inference_mode():
+            shared = base(**inputs, use_cache=True)
+            cache = getattr(shared, cache_name)
+            positions, _ = base.get_rope_index(
+                input_ids=inputs["input_ids"],
+                mm_token_type_ids=inputs["mm_token_type_ids"],
+                image_grid_thw=inputs["image_grid_thw"],
+                attention_mask=inputs["attention_mask"],
+            )
+            # the shared part ends with text: its next position is one past its last one
+            following = positions[..., -1].amax(dim=0) + 1  # [N]
+            tails = [after[common:] for after in afters]
+            longest = max(len(tail) for tail in tails)
+            ids = torch.full((count * width, longest), self.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((count * width, longest), dtype=torch.long)
+            ends = torch.zeros(count * width, dtype=torch.long)
+            for slot, tail in enumerate(tails):
+                ids[slot::width, : len(tail)] = torch.tensor(tail, dtype=torch.long)
+                mask[slot::width, : len(tail)] = 1
+                ends[slot::width] = len(tail) - 1
+            cache.batch_repeat_interleave(width)  # row = picture * width + question
+            start = following.to(device).repeat_interleave(width)
+            steps = torch.arange(longest, device=device)
+            position_ids = (start[:, None] + steps[None, :]).unsqueeze(0).expand(3, -1, -1)
+            full_mask = torch.cat(
+                [inputs["attention_mask"].repeat_interleave(width, dim=0), mask.to(device)], dim=1
+            )
+            output = base(
+                input_ids=ids.to(device),
+                attention_mask=full_mask,
+                position_ids=position_ids,
+                use_cache=True,
+                **{cache_name: cache},
+            )
+            rows = torch.arange(count * width, device=device)
+            hidden = output.last_hidden_state[rows, ends.to(device)]
+            head = self.model.get_output_embeddings()
+            out = []
+            for slot, name in enumerate(names):
+                index = torch.tensor(self.level_ids(name), device=device)
+                bias = None if head.bias is None else head.bias.index_select(0, index)
+                weight = head.weight.index_select(0, index)
+                out.append(torch.nn.functional.linear(hidden[slot::width], weight, bias))
+        return out
 
     def generate(
         self, pixels: Any, prompt: str | None = None, *, max_new_tokens: int = 512

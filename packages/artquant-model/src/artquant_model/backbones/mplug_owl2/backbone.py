@@ -10,7 +10,8 @@ ArtQuant's spec is byte for byte ArtQuant's scoring prompt.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -21,8 +22,18 @@ from artquant_model.backbones.mplug_owl2.processing_mplug_owl2 import (
     load_tokenizer,
     tokenizer_image_token,
 )
-from artquant_model.levels import LevelScores, LevelSpec
-from artquant_model.spec import ARTQUANT_SPEC, TOTAL, Question, ScorerSpec, read_spec
+from artquant_model.levels import LevelScores, LevelSpec, level_scores
+from artquant_model.spec import (
+    ARTQUANT_SPEC,
+    TOTAL,
+    Question,
+    ScorerSpec,
+    question_from_raw_prompt,
+    read_spec,
+)
+
+if TYPE_CHECKING:
+    from artquant_model.scoring import PromptPrefixCache
 
 
 def mplug_owl2_prompt(question: Question) -> str:
@@ -50,15 +61,12 @@ def spec_from_level_spec(levels: LevelSpec) -> ScorerSpec:
         >>> spec_from_level_spec(QALIGN_LEVELS).question().stem
         'The quality of the image is'
     """
-    before, after = levels.prompt.split(DEFAULT_IMAGE_TOKEN)
-    stem = after.rsplit("ASSISTANT:", 1)[-1].strip() or "The answer is"
-    prompt = before.replace("USER:", "").strip() or "How would you rate this image?"
     return ScorerSpec(
         name=levels.name,
         words=levels.words,
         values=levels.values,
         scale=levels.scale,
-        questions={TOTAL: Question(prompt=prompt, stem=stem, raw_prompt=levels.prompt)},
+        questions={TOTAL: question_from_raw_prompt(levels.prompt)},
     )
 
 
@@ -81,6 +89,8 @@ class MPLUGOwl2Backbone(Backbone):
 
         #: The prompt's text before the picture, computed once (see ``PromptPrefixCache``).
         self.prefix_cache: PromptPrefixCache | None = PromptPrefixCache()
+        #: The text before the picture of each other prompt (see ``score_questions``).
+        self.question_prefix_caches: dict[tuple[int, ...], PromptPrefixCache] = {}
         self._level_specs: dict[str, LevelSpec] = {}
         self._prompt_ids: dict[str, torch.Tensor] = {}
         self._level_ids: dict[str, list[int]] = {}
@@ -179,6 +189,40 @@ class MPLUGOwl2Backbone(Backbone):
             open_set=False,
             prefix_cache=self.prefix_cache,
         )
+
+    def score_questions(
+        self, pixels: Any, questions: Sequence[str] | None = None
+    ) -> dict[str, LevelScores]:
+        """Score ``[N, 3, S, S]`` pixels with several questions (see
+        :meth:`Backbone.score_questions`), the pictures encoded once.
+
+        The vision tower and abstractor run once per picture for all questions. Questions whose
+        prompts put the picture first (the trainer's attribute prompts, ``"... USER:
+        <|image|>\\nHow would you rate the color of this painting? ASSISTANT: The color of the
+        painting is"``) also share the picture's keys and values and every token before the
+        question: only each question's own tokens run, batched over pictures x questions
+        (:func:`artquant_model.scoring.question_level_logits`). A question-first prompt
+        (ArtQuant's release) runs its whole text on the shared picture features.
+        """
+        from artquant_model.scoring import _plain_causal_lm, question_level_logits
+
+        names = self.question_names(questions)
+        if len(names) < 2 or _plain_causal_lm(self.model) is None:
+            return super().score_questions(pixels, names)
+        logits = question_level_logits(
+            self.model,
+            [self.prompt_ids(name) for name in names],
+            pixels.to(self.device, non_blocking=True).to(self.dtype),
+            [self.level_ids(name) for name in names],
+            self.question_prefix_caches,
+        )
+        out: dict[str, LevelScores] = {}
+        for name, rows in zip(names, logits, strict=True):
+            closed = level_scores(rows, self.spec.values)
+            out[name] = LevelScores(
+                score=closed.score, std=closed.std, probs=closed.probs, logits=rows
+            )
+        return out
 
     def generate(
         self, pixels: Any, prompt: str | None = None, *, max_new_tokens: int = 512
