@@ -362,8 +362,9 @@ class HFVisionLanguageBackbone(Backbone):
         :meth:`level_logits`); its keys and values are repeated over the questions
         (``pictures x questions`` rows), and each row runs only its question's own tokens
         (the rest of the question, the generation prompt, the stem), right-padded, read at its
-        last real token. Positions continue each picture's multimodal rotary positions
-        (``get_rope_index`` of the shared part). Only attention layers cache cleanly this way.
+        last real token. Positions continue each picture's: its multimodal rotary positions
+        (``get_rope_index`` of the shared part) on the Qwen-VL models, plain positions counted
+        from the mask on Gemma 3 and InternVL. Only attention layers cache cleanly this way.
 
         Qwen3.5 (``recurrent``: gated-delta-rule linear-attention layers) asks the questions
         one after the other instead, each one pass per sequence length as :meth:`level_logits`:
@@ -384,7 +385,7 @@ class HFVisionLanguageBackbone(Backbone):
 
     def _shared_prefix_logits(
         self,
-        pixels: VisionBatch,
+        pixels: Any,
         before: list[int],
         afters: list[list[int]],
         names: list[str],
@@ -406,14 +407,18 @@ class HFVisionLanguageBackbone(Backbone):
         with torch.inference_mode():
             shared = base(**inputs, use_cache=True)
             cache = getattr(shared, cache_name)
-            positions, _ = base.get_rope_index(
-                input_ids=inputs["input_ids"],
-                mm_token_type_ids=inputs["mm_token_type_ids"],
-                image_grid_thw=inputs["image_grid_thw"],
-                attention_mask=inputs["attention_mask"],
-            )
-            # the shared part ends with text: its next position is one past its last one
-            following = positions[..., -1].amax(dim=0) + 1  # [N]
+            if self.vlm_family.positions_from_mask:
+                # plain positions (Gemma 3, InternVL), counted from the mask by build_inputs
+                following = inputs["position_ids"][:, -1] + 1  # [N]
+            else:
+                positions, _ = base.get_rope_index(
+                    input_ids=inputs["input_ids"],
+                    mm_token_type_ids=inputs["mm_token_type_ids"],
+                    image_grid_thw=inputs["image_grid_thw"],
+                    attention_mask=inputs["attention_mask"],
+                )
+                # the shared part ends with text: its next position is one past its last one
+                following = positions[..., -1].amax(dim=0) + 1  # [N]
             tails = [after[common:] for after in afters]
             longest = max(len(tail) for tail in tails)
             ids = torch.full((count * width, longest), self.pad_token_id, dtype=torch.long)
@@ -426,7 +431,9 @@ class HFVisionLanguageBackbone(Backbone):
             cache.batch_repeat_interleave(width)  # row = picture * width + question
             start = following.to(device).repeat_interleave(width)
             steps = torch.arange(longest, device=device)
-            position_ids = (start[:, None] + steps[None, :]).unsqueeze(0).expand(3, -1, -1)
+            position_ids = start[:, None] + steps[None, :]
+            if not self.vlm_family.positions_from_mask:  # multimodal rotary: (t, h, w) alike
+                position_ids = position_ids.unsqueeze(0).expand(3, -1, -1)
             full_mask = torch.cat(
                 [inputs["attention_mask"].repeat_interleave(width, dim=0), mask.to(device)], dim=1
             )
