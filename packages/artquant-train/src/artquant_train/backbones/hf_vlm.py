@@ -317,11 +317,20 @@ class ChatTrainingForward(TrainingForward):
 def _groups(core: nn.Module) -> dict[str, list[str]]:
     """Module names of the vision tower, the projector(s), the LM and the embeddings."""
     visual = core.get_submodule(_VISUAL)
-    children = [name for name, _ in visual.named_children()]
-    params = [name for name, _ in visual.named_parameters(recurse=False)]
+    vision: list[str] = []
+    for name, child in visual.named_children():
+        if name in _PROJECTORS:
+            continue
+        if isinstance(child, nn.ModuleList | nn.ModuleDict):
+            # peft's modules_to_save wraps modules that run, not containers: list the blocks
+            vision += [f"{_VISUAL}.{name}.{item}" for item, _ in child.named_children()]
+        else:
+            vision.append(f"{_VISUAL}.{name}")
+    if any(True for _ in visual.named_parameters(recurse=False)):
+        raise TrainError(f"{type(visual).__name__} holds parameters outside its sub-modules")
     return {
-        "vision": [f"{_VISUAL}.{n}" for n in children + params if n not in _PROJECTORS],
-        "projector": [f"{_VISUAL}.{n}" for n in children if n in _PROJECTORS],
+        "vision": vision,
+        "projector": [f"{_VISUAL}.{n}" for n, _ in visual.named_children() if n in _PROJECTORS],
         "llm": [_LLM],
         "embeddings": list(_EMBEDDINGS),
     }
