@@ -64,13 +64,18 @@ def _make_data(folder: Path, count: int, seed: int) -> Path:
         pixels = np.clip(brightness + rng.normal(0, 0.08, (448, 448, 3)), 0, 1)
         name = f"img_{index:04d}.png"
         Image.fromarray((pixels * 255).astype(np.uint8)).save(images / name)
-        word = WORDS[min(4, int((1 - brightness) * 5))]
+        level = min(4, int((1 - brightness) * 5))
+        word = WORDS[level]
         score = 1.0 + 9.0 * brightness
+        # a soft target given outright: no distribution estimation (no scipy on the GPU image)
+        probs = [0.1] * len(WORDS)
+        probs[level] = 0.6
         rows.append(
             {
                 "id": name,
                 "image": f"images/{name}",
                 "gt_score": score,
+                "level_probs": probs,
                 "conversations": [
                     {"from": "human", "value": PROMPT},
                     {"from": "gpt", "value": f"The quality of the painting is {word}."},

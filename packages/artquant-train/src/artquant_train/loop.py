@@ -279,8 +279,10 @@ def resolve_base(base: str, environ: Mapping[str, str] | None = None) -> Path:
 
     A folder is taken as it is. A ModelZoo name (``mplug-owl2-llama2-7b``) is looked up where
     ``artquant download NAME`` puts it: ``$ARTQUANT_MODELZOO/NAME``, else ``ModelZoo/NAME`` in
-    the working directory or one of its parents. Nothing is downloaded here (the trainer does not
-    depend on the SDK, which owns the hub).
+    the working directory or one of its parents. A hub id (``Qwen/Qwen2.5-VL-3B-Instruct``) is
+    taken from the local Hugging Face cache (``$HF_HUB_CACHE`` or ``$HF_HOME/hub``, else the
+    default). Nothing is downloaded here: fetch the model first (``artquant download``, or
+    ``hf download`` for a hub id).
 
     Args:
         base: A folder, or a ModelZoo name.
@@ -308,12 +310,33 @@ def resolve_base(base: str, environ: Mapping[str, str] | None = None) -> Path:
         for candidate in candidates:
             if candidate.is_dir():
                 return candidate
+    if base.count("/") == 1 and not base.startswith((".", "/", "~")):
+        cached = _cached_hub_snapshot(base, env)
+        if cached is not None:
+            return cached
     looked = f" (looked in {', '.join(str(c) for c in candidates[:3])})" if candidates else ""
     raise TrainError(
         f"model.base {base!r} is not a checkpoint folder nor a downloaded ModelZoo model{looked}. "
         "Pass the folder of the base model, or fetch a ModelZoo model first with "
-        f"`artquant download {base if candidates else 'NAME'}` (e.g. mplug-owl2-llama2-7b)."
+        f"`artquant download {base if candidates else 'NAME'}` (e.g. mplug-owl2-llama2-7b), or "
+        "a hub model with `hf download ORG/NAME` (taken from the local cache, never downloaded)."
     )
+
+
+def _cached_hub_snapshot(repo_id: str, env: Mapping[str, str]) -> Path | None:
+    """The local Hugging Face cache's snapshot of ``repo_id`` (never downloads), or None."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:  # transformers depends on it; guards odd environments only
+        return None
+    cache = env.get("HF_HUB_CACHE") or (
+        str(Path(env["HF_HOME"]) / "hub") if env.get("HF_HOME") else None
+    )
+    try:
+        folder = snapshot_download(repo_id, local_files_only=True, cache_dir=cache)
+    except Exception:  # not cached, or not a valid id: the caller's error says what to do
+        return None
+    return Path(folder)
 
 
 class _Run:
