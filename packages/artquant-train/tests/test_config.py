@@ -60,6 +60,8 @@ def test_qwen_defaults_fill_only_what_the_configuration_leaves_open() -> None:
     assert cfg.lora.exclude == ("model.visual",)
     assert cfg.freeze.train_vision_model is False
     assert cfg.freeze.train_abstractor is True
+    assert cfg.model.resolution is not None
+    assert (cfg.model.resolution.mode, cfg.model.resolution.size) == ("fixed", 448)
     given = {**MINIMAL, "lora": {"targets": ["q_proj"]}, "freeze": {"train_vision_model": True}}
     cfg = qwen.resolve(TrainConfig.model_validate(given))
     assert cfg.lora.targets == ("q_proj",)

@@ -73,7 +73,7 @@ class ModelConfig(_Frozen):
         resolution: picture sizing of the Qwen-VL backbones (``native``: each picture keeps
             its aspect ratio within the processor's pixel limits; ``fixed``: a square of
             ``size`` pixels); written into the release's ``artquant_spec.json`` so the SDK
-            scores as the run trained. ``None``: native with the base processor's limits.
+            scores as the run trained. ``None``: fixed 448 px for the Qwen-VL backbones.
             mPLUG-Owl2 always uses its fixed 448 px and rejects a setting here.
     """
 

@@ -9,9 +9,11 @@ sees them, through transformers' ``AutoModelForImageTextToText``.
   text is tokenised once, with character offsets; a token is supervised when it lies inside an
   answer or its end-of-turn token, and the level token is the token that starts at the space
   before the level word. Both are read from the rendered tokens, not assumed.
-* **Pictures** keep the resolution mode of ``model.resolution`` (default native: each picture
-  its own token count). A row holds one picture placeholder until collation, which repeats it
-  once per merged patch of that picture and pads the rows on the right.
+* **Pictures** follow ``model.resolution``: by default fixed 448 px (every sample the same
+  length, 256 picture tokens; see the README), or native (each picture its own token count). A
+  row holds one picture placeholder until collation, which repeats it once per merged patch of
+  that picture and pads the rows on the right. The release's spec records the resolution, so
+  the SDK scores as the run trained.
 * **The loss** runs the language model to its last hidden states and applies the LM head only
   at the positions that predict supervised tokens
   (:func:`artquant_train.losses.supervised_positions`), never the full ``B x L x V`` logits.
@@ -62,6 +64,8 @@ _PROJECTORS = ("merger", "deepstack_merger_list")
 _LLM = "model.language_model"
 _EMBEDDINGS = ("model.language_model.embed_tokens", "lm_head")
 _MARKER = "ARTQUANTANSWERMARKER"
+#: The default training resolution (pixels per side, fixed mode): see the README for why.
+TRAIN_RESOLUTION = 448
 
 
 def end_of_turn(tokenizer: Any) -> tuple[str, str]:
@@ -349,6 +353,18 @@ class HFVisionLanguageTraining(TrainingBackbone):
     train_vision_model: ClassVar[bool] = False
     train_projector: ClassVar[bool] = True
 
+    def resolve(self, config: TrainConfig) -> TrainConfig:
+        """The family defaults, and ``model.resolution`` fixed 448 px when not set."""
+        from artquant_model.spec import Resolution
+
+        config = super().resolve(config)
+        if config.model.resolution is not None:
+            return config
+        fixed = Resolution(mode="fixed", size=TRAIN_RESOLUTION)
+        return config.model_copy(
+            update={"model": config.model.model_copy(update={"resolution": fixed})}
+        )
+
     def default_prompt(self, config: TrainConfig) -> str:
         from artquant_model.spec import ARTQUANT_SPEC
 
@@ -620,6 +636,7 @@ class HFVisionLanguageTraining(TrainingBackbone):
 
 __all__ = [
     "QWEN_LM_LINEARS",
+    "TRAIN_RESOLUTION",
     "ChatTrainingForward",
     "HFVisionLanguageTraining",
     "collate_chat",
