@@ -284,3 +284,6 @@ def test_train_throughput_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert row["ratio"] == pytest.approx(
         row["trainer_samples_per_s"] / row["plain_samples_per_s"], rel=1e-2
     )
+    assert row["cpu_ratio"] == pytest.approx(
+        row["trainer_samples_per_cpu_s"] / row["plain_samples_per_cpu_s"], rel=1e-2
+    )
