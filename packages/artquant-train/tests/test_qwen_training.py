@@ -278,3 +278,41 @@ def test_qwen_gradient_checkpointing_gives_the_same_loss_and_gradients(
     assert set(results[1][1]) == set(results[0][1])
     for name, grad in results[0][1].items():
         torch.testing.assert_close(results[1][1][name], grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_qwen_merged_release_is_a_full_checkpoint_that_transformers_loads(
+    qwen_base: Path, small_data: dict[str, Path], tmp_path: Path
+) -> None:
+    from transformers import AutoModelForImageTextToText, AutoTokenizer, Qwen2VLImageProcessorPil
+
+    from artquant_model import load_image
+    from artquant_model.backbones.hf_vlm.backbone import HFVisionLanguageBackbone
+    from artquant_model.testing import plain_vlm_scores
+
+    config = tiny_run_config(
+        qwen_base,
+        small_data,
+        tmp_path / "merged",
+        **{"checkpoint.merge_lora": True, "checkpoint.every": 0, "run.max_steps": 2},
+    )
+    final = train(config).final_dir
+    assert final is not None
+    assert (final / "model.safetensors").is_file()
+    assert not (final / "adapter_config.json").exists()
+    assert (final / "artquant_spec.json").is_file()
+    val = read_validation_items(small_data["val"], small_data["images"])
+    images = [item.image for item in val][:4]
+    plain = plain_vlm_scores(
+        AutoModelForImageTextToText.from_pretrained(str(final), dtype=torch.float32).eval(),
+        AutoTokenizer.from_pretrained(str(final)),
+        Qwen2VLImageProcessorPil.from_pretrained(str(final)),
+        [load_image(path) for path in images],
+        question=QUESTION,
+        stem=STEM,
+        words=WORDS,
+        values=VALUES,
+    )
+    backbone = HFVisionLanguageBackbone.from_pretrained(final)
+    ours = backbone.score(backbone.image_processor([str(p) for p in images])).score.numpy()
+    np.testing.assert_allclose(ours, [s for s, _ in plain], rtol=0, atol=1e-5)
