@@ -316,3 +316,31 @@ def test_qwen_merged_release_is_a_full_checkpoint_that_transformers_loads(
     backbone = HFVisionLanguageBackbone.from_pretrained(final)
     ours = backbone.score(backbone.image_processor([str(p) for p in images])).score.numpy()
     np.testing.assert_allclose(ours, [s for s, _ in plain], rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", ["qwen2_vl", "qwen3_vl", "qwen3_5"])
+def test_every_qwen_family_trains_and_its_release_scores_as_validation(
+    model_type: str, small_data: dict[str, Path], tmp_path: Path
+) -> None:
+    """Two steps on each other family (Qwen3-VL: deepstack mergers; Qwen3.5: linear
+    attention); final/ read back by the scoring backbone gives the trainer's validation."""
+    from artquant_model.backbones.hf_vlm.backbone import HFVisionLanguageBackbone
+
+    base = save_tiny_qwen(tmp_path / "base", model_type)
+    config = tiny_run_config(
+        base,
+        small_data,
+        tmp_path / "run",
+        **{"run.max_steps": 2, "checkpoint.every": 0, "data.val": str(small_data["val"])},
+    )
+    result = train(config)
+    assert result.final_dir is not None
+    assert result.last_loss is not None
+    assert np.isfinite(result.last_loss)
+    last = result.validations[-1]
+    items = read_validation_items(small_data["val"], small_data["images"])
+    backbone = HFVisionLanguageBackbone.from_pretrained(result.final_dir)
+    pred = backbone.score(backbone.image_processor([str(i.image) for i in items])).score.numpy()
+    target = np.array([item.score for item in items])
+    assert np.mean(np.abs(pred - target)) == pytest.approx(last["mae"], abs=1e-5)

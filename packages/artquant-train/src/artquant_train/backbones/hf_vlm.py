@@ -57,8 +57,20 @@ logger = logging.getLogger(__name__)
 
 #: The training data's picture marker (removed from the text; the template places the picture).
 DATA_IMAGE_TOKEN = "<|image|>"
-#: Language-model linear layers of the Qwen-VL families (attention and MLP).
-QWEN_LM_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+#: Language-model linear layers of the Qwen-VL families: attention, MLP and Qwen3.5's
+#: linear-attention projections (its per-head gate inputs ``in_proj_a/b`` are left out).
+QWEN_LM_LINEARS = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "in_proj_qkv",
+    "in_proj_z",
+    "out_proj",
+)
 _VISUAL = "model.visual"
 _PROJECTORS = ("merger", "deepstack_merger_list")
 _LLM = "model.language_model"
@@ -321,20 +333,18 @@ class ChatTrainingForward(TrainingForward):
 def _groups(core: nn.Module) -> dict[str, list[str]]:
     """Module names of the vision tower, the projector(s), the LM and the embeddings."""
     visual = core.get_submodule(_VISUAL)
-    vision: list[str] = []
+    groups: dict[str, list[str]] = {"vision": [], "projector": []}
     for name, child in visual.named_children():
-        if name in _PROJECTORS:
-            continue
+        group = groups["projector" if name in _PROJECTORS else "vision"]
         if isinstance(child, nn.ModuleList | nn.ModuleDict):
-            # peft's modules_to_save wraps modules that run, not containers: list the blocks
-            vision += [f"{_VISUAL}.{name}.{item}" for item, _ in child.named_children()]
+            # peft's modules_to_save wraps modules that run, not containers: list the items
+            group += [f"{_VISUAL}.{name}.{item}" for item, _ in child.named_children()]
         else:
-            vision.append(f"{_VISUAL}.{name}")
+            group.append(f"{_VISUAL}.{name}")
     if any(True for _ in visual.named_parameters(recurse=False)):
         raise TrainError(f"{type(visual).__name__} holds parameters outside its sub-modules")
     return {
-        "vision": vision,
-        "projector": [f"{_VISUAL}.{n}" for n, _ in visual.named_children() if n in _PROJECTORS],
+        **groups,
         "llm": [_LLM],
         "embeddings": list(_EMBEDDINGS),
     }
