@@ -123,14 +123,21 @@ def build_vlm(size: str, device: torch.device, dtype: torch.dtype, seed: int) ->
     return model.eval()
 
 
-def _processor(size: int, model_type: str) -> Any:
-    from transformers import Qwen2VLImageProcessorPil
-
+def vlm_processor_settings(size: int, model_type: str) -> dict[str, Any]:
+    """``preprocessor_config.json`` content of the benchmark models: the tiny model's, with room
+    for ``size`` x ``size`` pixels."""
     from artquant_model.testing import tiny_preprocessor_config
 
     settings = tiny_preprocessor_config(model_type)
-    settings.pop("image_processor_type")
     settings["max_pixels"] = max(settings["max_pixels"], size * size)
+    return settings
+
+
+def _processor(size: int, model_type: str) -> Any:
+    from transformers import Qwen2VLImageProcessorPil
+
+    settings = vlm_processor_settings(size, model_type)
+    settings.pop("image_processor_type")
     return Qwen2VLImageProcessorPil(**settings)
 
 

@@ -43,3 +43,6 @@ def test_bad_arguments_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit):
         ray_throughput.main(["--tokenizer", str(tmp_path), "--engines", "spark"])
     assert "--engines takes local and ray" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the generic backbone needs a Qwen2 tokenizer.json
+        ray_throughput.main(["--backbone", "qwen2_5_vl", "--tokenizer", str(tmp_path)])
+    assert "no tokenizer.json" in capsys.readouterr().err

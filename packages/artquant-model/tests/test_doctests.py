@@ -20,6 +20,8 @@ MODULES = [
     "artquant_model.spec",
     "artquant_model.backbones",
     "artquant_model.backbones.hf_vlm.processing_hf_vlm",
+    "artquant_model.backbones.hf_vlm.processing_tiles",
+    "artquant_model.backbones.hf_vlm.families",
     "artquant_model.backbones.mplug_owl2.backbone",
 ]
 

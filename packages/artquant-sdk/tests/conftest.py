@@ -113,3 +113,26 @@ def _isolated_hub(
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.delenv("ARTQUANT_MODELZOO", raising=False)
     return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_checkpoints(
+    shared: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """Tiny random Qwen2.5-VL checkpoints with the real Qwen2 tokenizer: ``native`` resolution
+    (token counts follow each picture's size) and ``fixed`` 56 px (every picture alike)."""
+    from transformers import AutoTokenizer
+
+    from artquant_model import ARTQUANT_SPEC, Resolution
+    from artquant_model.testing import save_tiny_vlm
+
+    tokenizer_dir = shared / "tokenizers" / "qwen2_vl"
+    if not (tokenizer_dir / "tokenizer.json").is_file():
+        pytest.skip(f"the Qwen2 tokenizer is missing from {shared}")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    root = tmp_path_factory.mktemp("tiny-qwen")
+    fixed = ARTQUANT_SPEC.model_copy(update={"resolution": Resolution(mode="fixed", size=56)})
+    return {
+        "native": save_tiny_vlm(root / "native", "qwen2_5_vl", tokenizer),
+        "fixed": save_tiny_vlm(root / "fixed", "qwen2_5_vl", tokenizer, spec=fixed),
+    }

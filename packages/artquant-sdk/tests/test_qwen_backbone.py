@@ -96,8 +96,8 @@ def test_describe_equals_the_backbones_greedy_generation(scorer: ArtQuant, pngs:
 
 
 def test_unknown_model_type_is_a_clear_error(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text('{"model_type": "gemma3"}')
-    with pytest.raises(ValueError, match=r"'gemma3' is not supported.*'mplug_owl2'.*'qwen3_5'"):
+    (tmp_path / "config.json").write_text('{"model_type": "fuyu"}')
+    with pytest.raises(ValueError, match=r"'fuyu' is not supported.*'mplug_owl2'.*'qwen3_5'"):
         ArtQuant.from_pretrained(tmp_path, device="cpu")
 
 

@@ -252,3 +252,51 @@ def test_shards_and_row_groups_get_a_read_task_each() -> None:
     assert [b.num_rows for b in blocks] == [64, 1, 64, 1, 2]
     assert [b.column("kind")[0].as_py() for b in blocks] == ["file", "tar", "file", "rows", "file"]
     assert sorted(u for b in blocks for u in b.column("unit").to_pylist()) == list(range(132))
+
+
+# Native resolution batches pictures of different token counts, left-padded: the padding changes
+# float32 reductions, so a row in a batch moves from its batch-of-one score by about 1e-6 (1.1e-6
+# measured here; the backbone guarantees 1e-5). Fixed resolution has no padding.
+QWEN_ATOL = {"native": 1e-5, "fixed": ATOL}
+
+
+@pytest.mark.parametrize("mode", ["native", "fixed"])
+def test_a_qwen_checkpoint_scores_as_the_api_in_both_resolutions(
+    ray_address: str, tmp_path: Path, tiny_qwen_checkpoints: dict[str, Path], mode: str
+) -> None:
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    sizes = [(40, 60), (64, 64), (100, 50), (30, 90), (160, 120), (57, 33), (200, 80), (48, 48)]
+    for i, (w, h) in enumerate(sizes):  # different sizes: different patch grids when native
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "truncated.png").write_bytes((folder / "p0.png").read_bytes()[:100])
+    files = expand_paths([folder])
+    out = tmp_path / "scores.parquet"
+
+    summary = score_dataset(
+        [folder, bad],
+        out,
+        model=tiny_qwen_checkpoints[mode],
+        device="cpu",
+        batch_size=4,
+        actors=1,
+        progress=False,
+    )
+
+    rows = pq.read_table(out).to_pylist()
+    assert [r["image"] for r in rows] == [*files, str(bad / "truncated.png")]
+    assert (summary.rows, summary.errors) == (len(files) + 1, 1)
+    assert rows[-1]["error"].startswith("ImageLoadError: ")
+    assert "truncated.png" in rows[-1]["error"]
+    assert rows[-1]["score"] is None
+    scorer = ArtQuant.from_pretrained(tiny_qwen_checkpoints[mode], device="cpu")
+    for row, result in zip(rows[:-1], scorer.score(files, batch_size=1), strict=True):
+        assert row["error"] is None, row
+        assert row["score"] == pytest.approx(result.score, abs=QWEN_ATOL[mode])
+        assert row["std"] == pytest.approx(result.std, abs=QWEN_ATOL[mode])
+        probs = [row[f"p_{w}"] for w in WORDS]
+        assert probs == pytest.approx(list(result.probs.values()), abs=QWEN_ATOL[mode])
+        assert row["level"] == result.level

@@ -331,23 +331,91 @@ def test_docstring_examples(name: str) -> None:
     assert result.failed == 0
 
 
-@pytest.mark.parametrize(
-    ("model_type", "refused"), [("qwen2_5_vl", True), ("qwen3_5", True), ("mplug_owl2", False)]
-)
-def test_a_generic_backbone_checkpoint_is_refused_up_front(
-    tmp_path: Path, model_type: str, refused: bool
+def _ray_round_trip(batch: dict[str, object]) -> dict[str, object]:
+    """A numpy batch through Ray Data's own conversion to an Arrow block and back, as it travels
+    from a read task to an actor."""
+    from ray.data.block import BlockAccessor
+
+    block = BlockAccessor.batch_to_block(batch)
+    assert isinstance(block, pa.Table)  # Arrow, not pickled Python objects
+    return BlockAccessor.for_block(block).to_batch_format("numpy")  # type: ignore[no-any-return]
+
+
+def _pictures(folder: Path) -> list[Path]:
+    import numpy as np
+
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    paths = []
+    for i, (w, h) in enumerate([(40, 60), (100, 50), (30, 90), (64, 64)]):
+        paths.append(folder / f"p{i}.png")
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(paths[-1])
+    return paths
+
+
+@pytest.mark.parametrize("mode", ["native", "fixed"])
+def test_qwen_payloads_carry_exactly_the_pixels_the_api_scores(
+    tmp_path: Path, tiny_qwen_checkpoints: dict[str, Path], mode: str
 ) -> None:
-    # the CPU tasks ship mPLUG-Owl2's fixed-size pictures; a Qwen checkpoint must fail at once
-    # with a message naming its type and the way out, not in every actor's batch
-    import json
+    # A read task's payloads, through Ray's Arrow conversion, give the actor the very pixels
+    # ArtQuant.score feeds the backbone (bit for bit), error rows included in the batch.
+    import torch
 
-    from artquant_sdk.ray import _refuse_generic_backbone
+    pytest.importorskip("ray", reason="Ray comes with the artquant-sdk[ray] extra")
+    from artquant_model import VisionBatch
+    from artquant_sdk import ArtQuant
+    from artquant_sdk.ray import _Backbone, _payload_batch, _Pending, _ScorerSpec
 
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
-    if refused:
-        with pytest.raises(ValueError, match=rf"'{model_type}'.*--engine local"):
-            _refuse_generic_backbone(tmp_path, None)
-    else:
-        _refuse_generic_backbone(tmp_path, None)
-    (tmp_path / "config.json").unlink()  # no model type to read: left to the mPLUG-Owl2 loader
-    _refuse_generic_backbone(tmp_path, None)
+    pictures = _pictures(tmp_path / "pics")
+    backbone = _Backbone(_ScorerSpec(model=str(tiny_qwen_checkpoints[mode])))
+    rows = [_Pending(str(p), 0, i, backbone.decode(str(p)), "") for i, p in enumerate(pictures)]
+    rows.insert(2, _Pending("broken", 0, 9, backbone.placeholder(), "ImageLoadError: x"))
+    batch = _ray_round_trip(_payload_batch(backbone, rows))
+    good = [0, 1, 3, 4]
+    pixels = backbone.payload.pixels(batch, good)  # type: ignore[arg-type]
+
+    expected = ArtQuant.from_pretrained(tiny_qwen_checkpoints[mode], device="cpu").preprocess(
+        pictures
+    )
+    assert isinstance(pixels, VisionBatch)
+    assert torch.equal(pixels.image_grid_thw, expected.image_grid_thw)
+    assert torch.equal(pixels.pixel_values, expected.pixel_values)
+    grids = {tuple(g) for g in expected.image_grid_thw.tolist()}
+    assert len(grids) == (len(pictures) if mode == "native" else 1)  # ragged when native
+
+
+def test_mplug_owl2_payloads_carry_the_api_pixels(tmp_path: Path, shared: Path) -> None:
+    # a tensor-valued image processor: the payload gives the actor ArtQuant.preprocess's tensor
+    import torch
+
+    pytest.importorskip("ray", reason="Ray comes with the artquant-sdk[ray] extra")
+    from artquant_sdk.ray import _Backbone, _payload_batch, _Pending, _ScorerSpec
+
+    checkpoint = shared / "fixtures" / "mplug_owl2_tiny_vocab32k" / "checkpoint"
+    if not checkpoint.is_dir():
+        pytest.skip(f"the vocab32k fixture is missing from {shared}")
+    pictures = _pictures(tmp_path / "pics")
+    backbone = _Backbone(_ScorerSpec(model=str(checkpoint)))
+    rows = [_Pending(str(p), 0, i, backbone.decode(str(p)), "") for i, p in enumerate(pictures)]
+    rows.insert(1, _Pending("broken", 0, 9, backbone.placeholder(), "ImageLoadError: x"))
+    batch = _ray_round_trip(_payload_batch(backbone, rows))
+    pixels = backbone.payload.pixels(batch, [0, 2, 3, 4])  # type: ignore[arg-type]
+    expected = backbone.image_processor(pictures)  # what ArtQuant.preprocess returns
+    assert pixels.dtype == torch.float32
+    assert pixels.shape == (len(pictures), 3, 448, 448)
+    assert torch.equal(pixels, expected)
+
+
+def test_an_actor_whose_model_preprocesses_otherwise_is_refused(
+    tiny_qwen_checkpoints: dict[str, Path],
+) -> None:
+    # the read tasks would feed it pictures of another size: refuse, never score them
+    pytest.importorskip("ray", reason="Ray comes with the artquant-sdk[ray] extra")
+    from artquant_sdk.ray import ScorerLoadError, _Backbone, _ScorerSpec
+
+    backbone = _Backbone(_ScorerSpec(model=str(tiny_qwen_checkpoints["fixed"]), device="cpu"))
+    backbone.spec = backbone.spec.model_copy(update={"model": str(tiny_qwen_checkpoints["native"])})
+    with pytest.raises(
+        ScorerLoadError, match=r"otherwise than .*resolution: .*native.*driver: .*fixed"
+    ):
+        backbone.load()

@@ -52,7 +52,12 @@ def test_env_override_without_manifest_uses_bundled_copy(
 def test_known_models_and_their_facts() -> None:
     cards = {c.name: c for c in list_models()}
     assert list(cards)[:3] == ["artquant-apdd", "one-align", "mplug-owl2-llama2-7b"]
-    assert all(name.startswith("qwen") for name in list(cards)[3:])
+    # then the zero-shot bases of the generic backbone, unverified hub ids
+    bases = list(cards)[3:]
+    assert [n for n in bases if not n.startswith("qwen")] == ["gemma-3-4b-it", "internvl3-1b"]
+    assert cards["gemma-3-4b-it"].hub_repo == "google/gemma-3-4b-it"
+    assert cards["internvl3-1b"].hub_repo == "OpenGVLab/InternVL3-1B-hf"
+    assert not any(cards[n].verified for n in bases)
     apdd = cards["artquant-apdd"]
     assert apdd.hub_repo == "Liuuuu123/ArtQuant"
     assert apdd.format == "lora"

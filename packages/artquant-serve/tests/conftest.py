@@ -83,8 +83,20 @@ class RunningServer:
         return int(self.process.returncode)
 
 
-def start_server(shared: Path, log: Path, *flags: str) -> RunningServer:
-    """Start ``artquant serve`` on the tiny fixture and wait until ``/readyz`` says ready."""
+def start_server(
+    shared: Path, log: Path, *flags: str, model: list[str] | None = None
+) -> RunningServer:
+    """Start ``artquant serve`` and wait until ``/readyz`` says ready.
+
+    ``model``: the model options; default the tiny mPLUG-Owl2 fixture with the LLaMA-2 tokenizer.
+    """
+    if model is None:
+        model = [
+            "--model",
+            str(shared / FIXTURE / "checkpoint"),
+            "--tokenizer",
+            str(shared / "tokenizers" / "llama2"),
+        ]
     port = free_port()
     env = dict(
         os.environ,
@@ -98,10 +110,7 @@ def start_server(shared: Path, log: Path, *flags: str) -> RunningServer:
         sys.executable,
         "-m",
         "artquant_serve.cli",
-        "--model",
-        str(shared / FIXTURE / "checkpoint"),
-        "--tokenizer",
-        str(shared / "tokenizers" / "llama2"),
+        *model,
         "--device",
         "cpu",
         "--port",

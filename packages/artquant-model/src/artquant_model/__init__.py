@@ -10,8 +10,9 @@
   :func:`level_scores`, :func:`score_images`);
 * the backbone layer (:mod:`artquant_model.backbones`): :func:`load_backbone` picks
   :class:`MPLUGOwl2Backbone` or :class:`HFVisionLanguageBackbone` (Qwen2-VL, Qwen2.5-VL,
-  Qwen3-VL, Qwen3.5) from a checkpoint's ``model_type``; :class:`ScorerSpec` (level words,
-  values, named questions, resolution) travels with a model as ``artquant_spec.json``;
+  Qwen3-VL, Qwen3.5, Gemma 3, InternVL) from a checkpoint's ``model_type``; :class:`ScorerSpec`
+  (level words, values, named questions, resolution) travels with a model as
+  ``artquant_spec.json``;
 * tiny random models and tokenizers for tests in :mod:`artquant_model.testing`.
 
 Example:
@@ -35,6 +36,7 @@ from artquant_model.backbones import (
 )
 from artquant_model.backbones.hf_vlm.backbone import HFVisionLanguageBackbone
 from artquant_model.backbones.hf_vlm.processing_hf_vlm import VisionBatch, VisionImageProcessor
+from artquant_model.backbones.hf_vlm.processing_tiles import TileBatch, TileImageProcessor
 from artquant_model.backbones.mplug_owl2.backbone import MPLUGOwl2Backbone
 from artquant_model.backbones.mplug_owl2.configuration_mplug_owl2 import (
     MPLUGOwl2AbstractorConfig,
@@ -135,6 +137,8 @@ __all__ = [
     "Question",
     "Resolution",
     "ScorerSpec",
+    "TileBatch",
+    "TileImageProcessor",
     "UnsupportedModelError",
     "VisionBatch",
     "VisionImageProcessor",

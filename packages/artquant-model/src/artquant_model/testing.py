@@ -1,8 +1,10 @@
 """Tiny random models (and tokenizers) for tests: ours, other packages' and users'.
 
-mPLUG-Owl2 (below) and the Qwen-VL families (:func:`tiny_vlm_model`, :func:`save_tiny_vlm`:
-~5 M parameters, nearly all of them Qwen2's 151,936-token embedding table, so the real Qwen2
-tokenizer fits; :func:`reference_vlm_scores` is the plain transformers scoring procedure).
+mPLUG-Owl2 (below) and the generic backbone's families, Qwen-VL, Gemma 3 and InternVL
+(:func:`tiny_vlm_model`, :func:`save_tiny_vlm`: ~5 M parameters, nearly all of them Qwen2's
+151,936-token embedding table, so the real Qwen2 tokenizer fits, with Gemma 3's and InternVL's
+picture tokens added by :func:`tiny_vlm_tokenizer`; :func:`reference_vlm_scores` is the plain
+transformers scoring procedure).
 
 Everything here builds in well under a second on a CPU. The tiny model keeps the real architecture
 (ViT with interleaved QKV, abstractor with sin-cos tables, multiway LLaMA) at toy sizes: 28 px
@@ -30,6 +32,7 @@ from artquant_model._tiny_vlm import (
     tiny_preprocessor_config,
     tiny_vlm_config,
     tiny_vlm_model,
+    tiny_vlm_tokenizer,
 )
 from artquant_model.backbones.mplug_owl2.configuration_mplug_owl2 import MPLUGOwl2Config
 from artquant_model.backbones.mplug_owl2.modeling_mplug_owl2 import MPLUGOwl2ForCausalLM
@@ -50,6 +53,7 @@ __all__ = [
     "tiny_tokenizer",
     "tiny_vlm_config",
     "tiny_vlm_model",
+    "tiny_vlm_tokenizer",
 ]
 
 #: Vocabulary size of the tiny model; the tiny tokenizer's ids must stay below it.

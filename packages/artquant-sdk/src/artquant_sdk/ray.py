@@ -5,11 +5,14 @@
 1. **read** (CPU tasks): the sources (image folders or globs, Parquet/CSV manifests with a path or
    bytes column, WebDataset-style tar shards; local or object storage) expanded into units
    (:mod:`artquant_sdk._ray_sources`), each read by one task;
-2. **decode and preprocess** (the same CPU tasks): each picture to the model's input, an
-   unreadable one to an error;
+2. **decode and preprocess** (the same CPU tasks): each picture through the backbone's own
+   image processor, an unreadable one to an error. A picture travels as the processor's float32
+   output in raw bytes with its shape (and, for the Qwen-VL families, its patch grid), so
+   pictures of different sizes travel side by side and the actor only joins them;
 3. **score** (actors): ``map_batches`` with a callable class, ``concurrency`` actors that each
-   load the model once (``num_gpus`` each), ``batch_size`` pictures per forward pass; each
-   scored batch is committed as one Parquet part file (:mod:`artquant_sdk._ray_store`);
+   load the model once (``num_gpus`` each) and score ``batch_size`` pictures per
+   ``Backbone.score`` call (one forward pass); each scored batch is committed as one Parquet
+   part file (:mod:`artquant_sdk._ray_store`);
 4. **merge** (the driver): the parts, each id once, in input order, into the output Parquet file
    with the columns of ``artquant score``.
 
@@ -23,13 +26,13 @@ itself never imports Ray.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -71,7 +74,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "artquant-apdd"
 _UNITS_PER_BLOCK = 64  # files per read task: enough to amortise a task, few enough to spread
-_READ_TASK_MEMORY = 1024 * 2**20  # bytes a read task reserves
+# Bytes a read task reserves: torch, transformers and the image processor (about 550 MiB) and
+# its output; measured up to 1,012 MiB with Qwen2.5-VL's float32 payloads (4.8 MB a picture at
+# 448 px), hence the margin.
+_READ_TASK_MEMORY = 1536 * 2**20
 
 
 class ScorerLoadError(RuntimeError):
@@ -134,23 +140,96 @@ class _ScorerSpec(BaseModel):
     max_pixels: int | None = Field(default=None, ge=1)
 
 
+class _PixelsPayload:
+    """How a picture travels from a read task to an actor, for any backbone: the image
+    processor's own output for it, as it goes into the model (float32), as raw bytes with its
+    shape.
+
+    A picture's pixels are a tensor (mPLUG-Owl2: ``[3, S, S]``) or, for the Qwen-VL families, a
+    one-picture ``VisionBatch`` (``[patches, C*T*P*P]`` patches and the ``(t, h, w)`` grid) whose
+    size depends on the picture's: rows of one batch have different lengths, so the pixels travel
+    as an Arrow binary column (no tensor type, whose shape Ray Data would have to unify across
+    blocks) beside fixed-width ``shape`` and ``grid`` columns. The actor only joins the rows, as
+    ``artquant_model.stack_pixels`` does, so it scores exactly the pixels ``ArtQuant.score``
+    computes, and the whole preprocessing (normalisation too) stays in the read tasks.
+    (mPLUG-Owl2's uint8 ``[S, S, 3]`` pictures, normalised in the actor, are a quarter of the
+    bytes but cost the actor ten times the time per picture: measured in
+    ``benchmarks/ray_throughput.py``.)
+    """
+
+    def __init__(self, image_processor: Any) -> None:
+        from artquant_model import VisionBatch
+
+        self.image_processor = image_processor
+        # One small picture tells the kind of output (tensor or VisionBatch) and its rank.
+        probe = image_processor([np.zeros((32, 32, 3), dtype=np.uint8)])
+        self.vision = isinstance(probe, VisionBatch)
+        values = probe.pixel_values if self.vision else probe[0]
+        self.dtype = np.dtype(str(values.dtype).removeprefix("torch."))
+        self.ndim = int(values.dim())
+
+    def encode(self, source: str | bytes, limit: Mapping[str, int]) -> dict[str, Any]:
+        pixels = self.image_processor([source], **limit)
+        values = (pixels.pixel_values if self.vision else pixels[0]).contiguous().numpy()
+        row = {"pixels": values.tobytes(), "shape": np.asarray(values.shape, dtype=np.int64)}
+        if self.vision:
+            row["grid"] = pixels.image_grid_thw[0].numpy().astype(np.int64)
+        return row
+
+    def placeholder(self) -> dict[str, Any]:
+        row = {"pixels": b"", "shape": np.zeros(self.ndim, dtype=np.int64)}
+        if self.vision:
+            row["grid"] = np.zeros(3, dtype=np.int64)
+        return row
+
+    def columns(self, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        out = {
+            "pixels": np.array([r["pixels"] for r in rows], dtype=object),
+            "shape": np.stack([r["shape"] for r in rows]),
+        }
+        if self.vision:
+            out["grid"] = np.stack([r["grid"] for r in rows])
+        return out
+
+    def pixels(self, batch: Mapping[str, np.ndarray], rows: list[int]) -> Any:
+        import torch
+
+        from artquant_model import VisionBatch
+
+        parts = [
+            np.frombuffer(batch["pixels"][i], dtype=self.dtype).reshape(batch["shape"][i])
+            for i in rows
+        ]
+        if self.vision:
+            # concatenate copies out of the read-only Arrow buffers
+            return VisionBatch(
+                torch.from_numpy(np.concatenate(parts)),
+                torch.from_numpy(np.asarray(batch["grid"][rows], dtype=np.int64)),
+            )
+        return torch.from_numpy(np.stack(parts))
+
+
 class _Backbone:
-    """The one adapter between this engine and the SDK's model internals.
+    """The one adapter between this engine and the SDK's model internals, for any backbone.
 
     Everything model-specific the pipeline needs goes through here: the preprocessing that runs
-    in CPU tasks (:meth:`decode`, a picklable image processor), loading the scorer once per
-    actor (:meth:`load`), scoring a batch of preprocessed pictures (:meth:`score`) and the level
-    words (the output's ``p_`` columns). Another backbone changes this class only.
+    in CPU tasks (:meth:`decode`, with the backbone's own picklable image processor), the payload
+    a picture travels as (:class:`_PixelsPayload`), loading the scorer once per actor
+    (:meth:`load`), scoring a batch through ``Backbone.score`` (:meth:`score`) and the level
+    words (the output's ``p_`` columns).
 
-    Built on the driver, which reads the model's preprocessing settings (resolving, and if
-    allowed downloading, the model folder there); the actors load the weights themselves.
+    Built on the driver, which reads the model's preprocessing settings and scorer spec without
+    loading any weights (resolving, and if allowed downloading, the model folder there); the
+    actors load the weights themselves and check that their image processor and level words are
+    the driver's.
     """
 
     def __init__(self, spec: _ScorerSpec) -> None:
         self.spec = spec
         try:
-            self.image_processor = _image_processor_for(spec)
-            self.words = _level_words_for(spec)
+            self.image_processor, scorer_spec = _preprocessing_for(spec)
+            self.words = list(scorer_spec.words)
+            self.payload = _PixelsPayload(self.image_processor)
         except Exception as error:
             raise ScorerLoadError(f"could not load model {spec.model!r}: {error}") from error
         self._scorer: Any = None
@@ -161,24 +240,28 @@ class _Backbone:
 
     # --- CPU tasks ------------------------------------------------------------------------
 
-    def decode(self, source: str | bytes) -> np.ndarray:
-        """One picture (a local path or encoded bytes) to its preprocessed uint8 ``[S, S, 3]``.
+    def decode(self, source: str | bytes) -> dict[str, Any]:
+        """One picture (a local path or encoded bytes) to its payload columns.
 
         Raises:
             ImageLoadError: The picture cannot be read (the message names a path source).
         """
         limit = {} if self.spec.max_pixels is None else {"max_pixels": self.spec.max_pixels}
-        return np.asarray(self.image_processor.preprocess_uint8(source, **limit))
+        return self.payload.encode(source, limit)
 
-    def placeholder(self) -> np.ndarray:
+    def placeholder(self) -> dict[str, Any]:
         """The payload of a picture that could not be read (never scored)."""
-        side = self.image_processor.image_size
-        return np.zeros((side, side, 3), dtype=np.uint8)
+        return self.payload.placeholder()
 
     # --- actors ---------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Load the scorer (once per actor)."""
+        """Load the scorer (once per actor).
+
+        Raises:
+            ScorerLoadError: The model cannot be loaded, or its level words or preprocessing
+                differ from those the driver read (the tasks would feed it other pixels).
+        """
         import torch
 
         from artquant_sdk._api import ArtQuant
@@ -202,6 +285,16 @@ class _Backbone:
                 f"the actor's model has level words {self._scorer.level_words}, the driver "
                 f"expected {self.words}"
             )
+        loaded = _processor_settings(self._scorer.backbone.image_processor)
+        driver = _processor_settings(self.image_processor)
+        if loaded != driver:
+            differ = sorted(
+                k for k in loaded.keys() | driver.keys() if loaded.get(k) != driver.get(k)
+            )
+            raise ScorerLoadError(
+                "the actor's model preprocesses pictures otherwise than the driver's read tasks: "
+                + "; ".join(f"{k}: {loaded.get(k)!r} (driver: {driver.get(k)!r})" for k in differ)
+            )
         if self._scorer.device.type == "cpu" and spec.tune_malloc:
             # the actor owns its worker process, as the command owns its own
             from artquant_sdk._malloc import keep_freed_memory
@@ -211,86 +304,95 @@ class _Backbone:
             "actor %d loaded %r (%d threads)", os.getpid(), self._scorer, torch.get_num_threads()
         )
 
-    def score(self, payloads: np.ndarray) -> list[dict[str, object]]:
-        """Score preprocessed pictures ``[N, S, S, 3]``; one ``artquant score`` row each (no id)."""
-        pixels = self.image_processor.normalize(payloads)
-        rows: list[dict[str, object]] = []
+    def score(self, batch: Mapping[str, np.ndarray], rows: list[int]) -> list[dict[str, object]]:
+        """Score the pictures at ``rows`` of a payload batch in one ``Backbone.score`` call; one
+        ``artquant score`` row each (no id)."""
+        pixels = self.payload.pixels(batch, rows)
+        out: list[dict[str, object]] = []
         for score, std, probs in self._scorer.score_pixel_values(pixels):
             result = self._scorer.to_result("", score, std, probs)
             row: dict[str, object] = {"score": result.score, "std": result.std}
             row["level"] = result.level
             row.update({f"p_{w}": p for w, p in result.probs.items()})
-            rows.append(row)
-        return rows
+            out.append(row)
+        return out
 
 
-def _image_processor_for(spec: _ScorerSpec) -> Any:
-    """The model's image processor, read from its folder without loading any weights.
+def _preprocessing_for(spec: _ScorerSpec) -> tuple[Any, Any]:
+    """The image processor and scorer spec ``ArtQuant.from_pretrained`` would build, read from the
+    model's folders without loading any weights.
 
-    The same folder choice as ``ArtQuant.from_pretrained``: the first of the checkpoint and (for
-    a LoRA release) its base holding ``preprocessor_config.json``, else the checkpoint.
+    The same choices: the checkpoint and (for a LoRA release or adapter) its base; the first of
+    them holding ``preprocessor_config.json``; the spec from ``levels``, else the ModelZoo
+    entry, else the folders' ``artquant_spec.json``, else ArtQuant's. A checkpoint without a
+    ``model_type`` is left to the mPLUG-Owl2 loader, as ``ArtQuant.from_pretrained`` does.
     """
-    from artquant_model import MPLUGOwl2ImageProcessor, detect_checkpoint_format, lora_base_folder
+    from artquant_model import (
+        ARTQUANT_SPEC,
+        MPLUGOwl2ImageProcessor,
+        VisionImageProcessor,
+        lora_base_folder,
+        read_spec,
+    )
+    from artquant_model.backbones import UnsupportedModelError, checkpoint_model_type, family_of
+    from artquant_model.backbones.hf_vlm.processing_hf_vlm import pil_image_processor
+    from artquant_sdk._api import _card_spec, _levels_spec
     from artquant_sdk._zoo import resolve_weights
 
     weights = resolve_weights(
         spec.model, revision=spec.revision, local_files_only=spec.local_files_only
     )
-    _refuse_generic_backbone(weights.path, spec.base)
+    card = weights.card
     folders = [weights.path]
-    if detect_checkpoint_format(weights.path) == "lora":
-        card_base = weights.card.base if weights.card else None
-        base = spec.base or card_base or lora_base_folder(weights.path)
+    if (weights.path / "adapter_config.json").is_file():
+        base = spec.base or (card.base if card else None) or lora_base_folder(weights.path)
         if base is not None:
             folders.append(resolve_weights(base, local_files_only=spec.local_files_only).path)
-    folder = next((f for f in folders if (f / "preprocessor_config.json").is_file()), folders[0])
-    return MPLUGOwl2ImageProcessor.from_pretrained(folder)
-
-
-def _refuse_generic_backbone(folder: Path, base: str | None) -> None:
-    """Refuse a checkpoint of the generic (Qwen-VL) backbone, before any task starts.
-
-    The CPU tasks ship fixed-size ``[S, S, 3]`` pictures, which is mPLUG-Owl2's preprocessing;
-    the generic backbone's picture tokens depend on the picture's size, so its pictures need
-    another payload. Until then a clear refusal beats actors that fail on every batch.
-    """
-    from artquant_model.backbones import (
-        UnsupportedModelError,
-        checkpoint_model_type,
-        family_of,
-    )
-
+    scorer_spec = _levels_spec(spec.levels)
+    if scorer_spec is None and card is not None:
+        scorer_spec = _card_spec(card)
+    if scorer_spec is None:
+        scorer_spec = next((s for s in map(read_spec, folders) if s is not None), ARTQUANT_SPEC)
     try:
-        model_type = checkpoint_model_type(folder, base)
-        family = family_of(model_type)
+        family = family_of(checkpoint_model_type(weights.path, folders[-1]))
     except UnsupportedModelError:
-        return  # no model type to read: the mPLUG-Owl2 loader decides, as before
-    if family != "mplug_owl2":
-        raise ValueError(
-            f"{folder} is a {model_type!r} checkpoint (the generic backbone); the Ray engine "
-            "scores mPLUG-Owl2 checkpoints only for now: use --engine local (artquant score "
-            "with torchrun for several GPUs)"
-        )
+        family = "mplug_owl2"  # no model type to read: the mPLUG-Owl2 loader decides, as before
+    folder = next((f for f in folders if (f / "preprocessor_config.json").is_file()), folders[0])
+    if family == "mplug_owl2":
+        return MPLUGOwl2ImageProcessor.from_pretrained(folder), scorer_spec
+    return VisionImageProcessor(pil_image_processor(folder), scorer_spec.resolution), scorer_spec
 
 
-def _level_words_for(spec: _ScorerSpec) -> list[str]:
-    """The level words ``ArtQuant.from_pretrained`` would use (preset, ModelZoo entry, default)."""
-    from artquant_sdk._api import level_preset
-    from artquant_sdk._zoo import load_manifest
+def _processor_settings(processor: Any) -> dict[str, str]:
+    """What decides an image processor's pixels, setting by setting (compared between the driver
+    and each actor)."""
+    inner = getattr(processor, "image_processor", None)  # VisionImageProcessor wraps HF's
+    settings: dict[str, Any] = {"class": type(processor).__name__}
+    if inner is not None:
+        settings.update(inner.to_dict())
+        settings["resolution"] = processor.resolution.model_dump()
+    else:
+        settings.update(processor.to_dict())
+    return {key: json.dumps(value, sort_keys=True, default=str) for key, value in settings.items()}
 
-    if spec.levels is not None:
-        return list(level_preset(spec.levels).words)
-    card = load_manifest().models.get(spec.model)
-    return list(level_preset(card.levels if card else "artquant").words)
+
+class _Pending(NamedTuple):
+    """One decoded (or failed) picture waiting in a read task's batch."""
+
+    image: str
+    unit: int
+    item: int
+    payload: dict[str, Any]
+    error: str
 
 
-def _payload_batch(rows: list[tuple[str, int, int, np.ndarray, str]]) -> dict[str, np.ndarray]:
+def _payload_batch(backbone: _Backbone, rows: list[_Pending]) -> dict[str, np.ndarray]:
     return {
-        "image": np.array([r[0] for r in rows], dtype=object),
-        "unit": np.array([r[1] for r in rows], dtype=np.int64),
-        "item": np.array([r[2] for r in rows], dtype=np.int64),
-        "error": np.array([r[4] for r in rows], dtype=object),
-        "pixels": np.stack([r[3] for r in rows]),
+        "image": np.array([r.image for r in rows], dtype=object),
+        "unit": np.array([r.unit for r in rows], dtype=np.int64),
+        "item": np.array([r.item for r in rows], dtype=np.int64),
+        "error": np.array([r.error for r in rows], dtype=object),
+        **backbone.payload.columns([r.payload for r in rows]),
     }
 
 
@@ -301,7 +403,7 @@ def _read_and_decode(
 
     An unreadable picture gets its error (and a placeholder payload), never an exception.
     """
-    pending: list[tuple[str, int, int, np.ndarray, str]] = []
+    pending: list[_Pending] = []
     for unit in units.to_pylist():
         for image_id, item, source, error in read_unit(unit, columns):
             payload = None
@@ -312,14 +414,19 @@ def _read_and_decode(
                     # any failure of one picture (decoder, conversion, resize) becomes its row
                     error = describe_error(failure)
             pending.append(
-                (image_id, int(unit["unit"]), item, payload if payload is not None
-                 else backbone.placeholder(), error or "")
-            )  # fmt: skip
+                _Pending(
+                    image_id,
+                    int(unit["unit"]),
+                    item,
+                    payload if payload is not None else backbone.placeholder(),
+                    error or "",
+                )
+            )
             if len(pending) >= batch_size:
-                yield _payload_batch(pending)
+                yield _payload_batch(backbone, pending)
                 pending = []
     if pending:
-        yield _payload_batch(pending)
+        yield _payload_batch(backbone, pending)
 
 
 class _ScoreActor:
@@ -348,15 +455,14 @@ class _ScoreActor:
         ]
         good = [i for i, error in enumerate(errors) if error is None]
         if good:
-            pixels = batch["pixels"]
             try:
-                scored = list(zip(good, self.backbone.score(pixels[good]), strict=True))
+                scored = list(zip(good, self.backbone.score(batch, good), strict=True))
             except Exception:
                 # one picture must not sink the batch (out of memory, say): one at a time
                 scored = []
                 for i in good:
                     try:
-                        scored.append((i, self.backbone.score(pixels[i : i + 1])[0]))
+                        scored.append((i, self.backbone.score(batch, [i])[0]))
                     except Exception as error:
                         rows[i]["error"] = describe_error(error)
             for i, row in scored:
@@ -584,8 +690,8 @@ def score_dataset(
             batch_format="pyarrow",
             fn_kwargs={"backbone": backbone, "columns": columns, "batch_size": batch_size},
             num_cpus=1,
-            # A read worker holds torch and the image processor (about 550 MiB measured) and a
-            # batch of pictures. Declaring it also makes these tasks' resources differ from the
+            # A read worker holds torch, the image processor and its output (see
+            # _READ_TASK_MEMORY). Declaring it also makes these tasks' resources differ from the
             # actors': Ray Data would otherwise fuse reading into the scoring actors on a CPU
             # cluster, and the actors would decode instead of scoring.
             memory=_READ_TASK_MEMORY,

@@ -4,8 +4,8 @@
   preprocessing, the scorer spec).
 * :class:`MPLUGOwl2Backbone` (``model_type`` ``mplug_owl2``): ArtQuant's, Q-Align's and
   DeQA-Score's model, today's numbers.
-* :class:`HFVisionLanguageBackbone` (``qwen2_vl``, ``qwen2_5_vl``, ``qwen3_vl``, ``qwen3_5``):
-  any of those loaded with ``AutoModelForImageTextToText``.
+* :class:`HFVisionLanguageBackbone` (``qwen2_vl``, ``qwen2_5_vl``, ``qwen3_vl``, ``qwen3_5``,
+  ``gemma3``, ``internvl``): any of those loaded with ``AutoModelForImageTextToText``.
 * :func:`load_backbone` picks the class from the checkpoint's ``config.json`` (a PEFT adapter's
   from its base's).
 
@@ -13,7 +13,7 @@ Nothing heavy is imported until a backbone is loaded.
 
 Example:
     >>> sorted(supported_model_types())
-    ['mplug_owl2', 'qwen2_5_vl', 'qwen2_vl', 'qwen3_5', 'qwen3_vl']
+    ['gemma3', 'internvl', 'mplug_owl2', 'qwen2_5_vl', 'qwen2_vl', 'qwen3_5', 'qwen3_vl']
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ _FAMILIES: dict[str, str] = {
     "qwen2_5_vl": "hf_vlm",
     "qwen3_vl": "hf_vlm",
     "qwen3_5": "hf_vlm",
+    "gemma3": "hf_vlm",
+    "internvl": "hf_vlm",
 }
 
 
@@ -103,8 +105,8 @@ def family_of(model_type: str) -> str:
     if model_type not in _FAMILIES:
         raise UnsupportedModelError(
             f"model_type {model_type!r} is not supported; supported model types: "
-            f"{supported_model_types()} (mPLUG-Owl2 and the Qwen-VL families through "
-            "AutoModelForImageTextToText)"
+            f"{supported_model_types()} (mPLUG-Owl2; the Qwen-VL families, Gemma 3 and "
+            "InternVL through AutoModelForImageTextToText)"
         )
     return _FAMILIES[model_type]
 

@@ -1,5 +1,11 @@
 """The generic backbone: a vision-language model that transformers loads with
-``AutoModelForImageTextToText`` (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5).
+``AutoModelForImageTextToText`` (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5, Gemma 3, InternVL).
+
+One class for all; what differs between families (the picture placeholder and its expansion,
+the pixels, token-type ids, positions) is a small adapter in
+:mod:`~artquant_model.backbones.hf_vlm.families`. Steps 2 and 3 below are the Qwen families';
+Gemma 3 and InternVL give a fixed number of tokens per tile and take 1-D positions, which the
+backbone counts from the attention mask so that left padding does not shift them.
 
 How a score is read (the same as the plain transformers procedure, tested against it):
 
@@ -34,18 +40,17 @@ from typing import Any, ClassVar
 import torch
 
 from artquant_model.backbones._base import Backbone
-from artquant_model.backbones.hf_vlm.processing_hf_vlm import (
-    VisionBatch,
-    VisionImageProcessor,
-    pil_image_processor,
-)
+from artquant_model.backbones.hf_vlm.families import FAMILIES, vlm_family
+from artquant_model.backbones.hf_vlm.processing_hf_vlm import VisionBatch
+from artquant_model.backbones.hf_vlm.processing_tiles import TileBatch
 from artquant_model.levels import LevelScores, first_token_ids, level_scores
 from artquant_model.spec import ARTQUANT_SPEC, TOTAL, Question, ScorerSpec, read_spec
 
 logger = logging.getLogger(__name__)
 
-#: ``config.json`` ``model_type`` values this backbone is tested on.
-HF_VLM_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5")
+#: ``config.json`` ``model_type`` values this backbone is tested on (one adapter per family,
+#: :mod:`~artquant_model.backbones.hf_vlm.families`).
+HF_VLM_MODEL_TYPES = tuple(FAMILIES)
 #: The user turn of :meth:`HFVisionLanguageBackbone.generate` when no prompt is given.
 DESCRIBE_QUESTION = "Describe this painting."
 
@@ -60,7 +65,8 @@ class HFVisionLanguageBackbone(Backbone):
     Args:
         model: An ``...ForConditionalGeneration`` model (eval mode) with ``config.image_token_id``.
         tokenizer: Its tokenizer, with a chat template.
-        image_processor: A :class:`VisionImageProcessor`.
+        image_processor: The family's image processor (a :class:`VisionImageProcessor` for
+            the Qwen families, a :class:`TileImageProcessor` for Gemma 3 and InternVL).
         spec: The scorer spec (default :data:`artquant_model.spec.ARTQUANT_SPEC`).
 
     Raises:
@@ -75,11 +81,13 @@ class HFVisionLanguageBackbone(Backbone):
         self,
         model: Any,
         tokenizer: Any,
-        image_processor: VisionImageProcessor,
+        image_processor: Any,
         spec: ScorerSpec = ARTQUANT_SPEC,
     ) -> None:
         super().__init__(model, tokenizer, image_processor, spec)
         config = model.config
+        self.vlm_family = vlm_family(str(config.model_type))
+        self.vlm_family.check(config)
         self.image_token_id = int(config.image_token_id)
         self.merge_size = image_processor.merge_size
         if getattr(tokenizer, "chat_template", None) is None:
@@ -88,17 +96,23 @@ class HFVisionLanguageBackbone(Backbone):
                 "chat_template.jinja) is needed to render the scoring prompt"
             )
         self.image_token = str(tokenizer.convert_ids_to_tokens(self.image_token_id))
+        self.placeholder = self.vlm_family.placeholder(config, tokenizer)
+        self.picture_text = self.vlm_family.picture_text(config, tokenizer)
         text_config = getattr(config, "text_config", config)
-        # Linear-attention (gated delta rule) layers, as in Qwen3.5: see level_logits.
+        # Linear-attention (gated delta rule) layers, as in Qwen3.5: see level_logits. Gemma 3's
+        # sliding-window layers are attention (padding-safe), not recurrent.
         self.recurrent = any(
-            kind != "full_attention" for kind in getattr(text_config, "layer_types", None) or ()
+            kind == "linear_attention" for kind in getattr(text_config, "layer_types", None) or ()
         )
         pad = tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else tokenizer.eos_token_id)
         self._prompts: dict[tuple[str, str | None], tuple[list[int], list[int]]] = {}
         self._level_ids: dict[str, list[int]] = {}
         for name in spec.questions:
-            self.level_ids(name)  # level words are checked at load, not at the first score
+            # level words and the template's picture placeholder are checked at load, not at
+            # the first score
+            self.level_ids(name)
+            self.prompt_ids(spec.questions[name].prompt, stem=spec.questions[name].stem)
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -171,7 +185,8 @@ class HFVisionLanguageBackbone(Backbone):
             raise FileNotFoundError(f"no preprocessor_config.json in {folders}")
         if spec is None:
             spec = next((s for s in map(read_spec, folders) if s is not None), ARTQUANT_SPEC)
-        images = VisionImageProcessor(pil_image_processor(processor_dir), spec.resolution)
+        family = vlm_family(str(model.config.model_type))
+        images = family.image_processor(processor_dir, model.config, spec.resolution)
         return cls(model, tokenizer, images, spec)
 
     # -- prompts -------------------------------------------------------------------------------
@@ -195,8 +210,11 @@ class HFVisionLanguageBackbone(Backbone):
     def prompt_ids(self, question: str, *, stem: str | None = None) -> tuple[list[int], list[int]]:
         """Token ids before and after the picture's placeholder for :meth:`render`'s text.
 
-        The placeholder is a special token, so tokenizing around it equals tokenizing the text
-        with the placeholder repeated once per picture token (what ``AutoProcessor`` does).
+        The template's picture placeholder is replaced by what the family's processor writes
+        for a picture of one token (Qwen: the image pad itself; Gemma 3: start/end-of-image
+        tokens and blank lines around it), and the text is tokenized. The picture token is a
+        special token, so tokenizing around it equals tokenizing the text with it repeated once
+        per picture token (what the processors do).
 
         Raises:
             ValueError: The template does not write exactly one image placeholder.
@@ -204,13 +222,14 @@ class HFVisionLanguageBackbone(Backbone):
         key = (question, stem)
         if key not in self._prompts:
             text = self.render(question, stem=stem)
-            ids = [int(i) for i in self.tokenizer(text, add_special_tokens=False).input_ids]
+            found = text.count(self.placeholder)
+            expanded = text.replace(self.placeholder, self.picture_text)
+            ids = [int(i) for i in self.tokenizer(expanded, add_special_tokens=False).input_ids]
             where = [i for i, token in enumerate(ids) if token == self.image_token_id]
-            if len(where) != 1:
+            if found != 1 or len(where) != 1:
                 raise ValueError(
-                    f"the chat template wrote {len(where)} image placeholders "
-                    f"({self.image_token!r}, id {self.image_token_id}) for one picture; "
-                    f"rendered text: {text!r}"
+                    f"the chat template wrote {found} image placeholders "
+                    f"({self.placeholder!r}) for one picture; rendered text: {text!r}"
                 )
             self._prompts[key] = (ids[: where[0]], ids[where[0] + 1 :])
         return self._prompts[key]
@@ -230,10 +249,12 @@ class HFVisionLanguageBackbone(Backbone):
     # -- batches -------------------------------------------------------------------------------
 
     def build_inputs(
-        self, pixels: VisionBatch, before: Sequence[int], after: Sequence[int]
+        self, pixels: VisionBatch | TileBatch, before: Sequence[int], after: Sequence[int]
     ) -> dict[str, Any]:
         """Model inputs for a batch: ``before + picture tokens + after`` per picture, padded
-        on the left, with ``attention_mask`` and ``mm_token_type_ids`` (1 on picture tokens).
+        on the left, with ``attention_mask``, the family's picture-token marks
+        (``mm_token_type_ids`` / ``token_type_ids``, 1 on picture tokens) and, for families
+        with plain positions, ``position_ids`` counted from the mask.
 
         Args:
             pixels: The batch's pictures.
@@ -241,8 +262,9 @@ class HFVisionLanguageBackbone(Backbone):
             after: Ids after it (ending at the read position).
 
         Returns:
-            Keyword arguments for the model's forward (``input_ids``, ``attention_mask``,
-            ``mm_token_type_ids``, ``pixel_values``, ``image_grid_thw``), on the model's device.
+            Keyword arguments for the model's forward (``input_ids``, ``attention_mask``, the
+            marks, ``position_ids`` where needed, ``pixel_values`` and, for Qwen,
+            ``image_grid_thw``), on the model's device.
         """
         counts = pixels.token_counts(self.merge_size)
         longest = len(before) + max(counts) + len(after)
@@ -258,19 +280,22 @@ class HFVisionLanguageBackbone(Backbone):
             ids[row, longest - len(after) :] = tail
             mask[row, start:] = 1
         device = self.device
-        return {
-            "input_ids": ids.to(device),
-            "attention_mask": mask.to(device),
-            "mm_token_type_ids": (ids == self.image_token_id).to(torch.int32).to(device),
-            "pixel_values": pixels.pixel_values.to(device, non_blocking=True).to(self.dtype),
-            "image_grid_thw": pixels.image_grid_thw.to(device),
-        }
+        inputs: dict[str, Any] = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+        if self.vlm_family.type_ids_key is not None:
+            marks = (ids == self.image_token_id).to(torch.int32)
+            inputs[self.vlm_family.type_ids_key] = marks.to(device)
+        if self.vlm_family.positions_from_mask:
+            # these models number positions 0.. from the first column, padding included
+            inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(device)
+        inputs.update(self.vlm_family.pixel_inputs(pixels, device, self.dtype))
+        return inputs
 
-    def _check_pixels(self, pixels: Any) -> VisionBatch:
-        if not isinstance(pixels, VisionBatch):
+    def _check_pixels(self, pixels: Any) -> Any:
+        expected = self.vlm_family.batch_type
+        if not isinstance(pixels, expected):
             raise TypeError(
-                f"{type(self).__name__} takes a VisionBatch from its image_processor, got "
-                f"{type(pixels).__name__}"
+                f"{type(self).__name__} ({self.vlm_family.name}) takes a {expected.__name__} from "
+                f"its image_processor, got {type(pixels).__name__}"
             )
         if len(pixels) == 0:
             raise ValueError("no pictures to score")
@@ -337,6 +362,8 @@ class HFVisionLanguageBackbone(Backbone):
             raise ValueError(f"generate takes one picture, got {len(pixels)}")
         before, after = self.prompt_ids(prompt or DESCRIBE_QUESTION)
         inputs = self.build_inputs(pixels, before, after)
+        # one unpadded row: generate numbers positions itself and advances them while decoding
+        inputs.pop("position_ids", None)
         with torch.inference_mode():
             out = self.model.generate(
                 **inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1

@@ -30,7 +30,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,8 +130,15 @@ class VisionBatch:
         )
 
 
-def pil_image_processor(folder: str | os.PathLike[str]) -> Any:
+def pil_image_processor(
+    folder: str | os.PathLike[str], classes: dict[str, str] = PIL_IMAGE_PROCESSORS
+) -> Any:
     """The published PIL image processor for the ``preprocessor_config.json`` in ``folder``.
+
+    Args:
+        folder: The checkpoint folder.
+        classes: ``image_processor_type`` values accepted -> the transformers PIL class loaded
+            (default: the Qwen-VL families').
 
     Raises:
         FileNotFoundError: No ``preprocessor_config.json`` in ``folder``.
@@ -148,11 +155,29 @@ def pil_image_processor(folder: str | os.PathLike[str]) -> Any:
             "settings (patch size, pixel limits, mean and std) are needed to score"
         )
     kind = json.loads(path.read_text(encoding="utf-8")).get("image_processor_type")
-    if kind not in PIL_IMAGE_PROCESSORS:
-        raise ValueError(
-            f"{path} names image processor {kind!r}; supported: {sorted(PIL_IMAGE_PROCESSORS)}"
-        )
-    return getattr(transformers, PIL_IMAGE_PROCESSORS[kind]).from_pretrained(os.fspath(folder))
+    if kind not in classes:
+        raise ValueError(f"{path} names image processor {kind!r}; supported: {sorted(classes)}")
+    return getattr(transformers, classes[kind]).from_pretrained(os.fspath(folder))
+
+
+def each_picture(
+    one: Callable[..., Any], images: Any, max_pixels: int | None, num_threads: int
+) -> list[Any]:
+    """``one(image, max_pixels=...)`` for one picture or each of a list, in order, on up to
+    ``num_threads`` threads (the image processors' shared front half).
+
+    Raises:
+        ValueError: An empty list or ``num_threads`` < 1.
+    """
+    batch = list(images) if isinstance(images, list | tuple) else [images]
+    if not batch:
+        raise ValueError("no images given: pass one image or a non-empty list of images")
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be at least 1, got {num_threads}")
+    if num_threads == 1 or len(batch) == 1:
+        return [one(image, max_pixels=max_pixels) for image in batch]
+    with ThreadPoolExecutor(max_workers=min(num_threads, len(batch))) as pool:
+        return list(pool.map(lambda image: one(image, max_pixels=max_pixels), batch))
 
 
 class VisionImageProcessor:
@@ -248,17 +273,7 @@ class VisionImageProcessor:
             ImageLoadError: A picture cannot be read (the message names it).
             ValueError: An empty list or ``num_threads`` < 1.
         """
-        batch = list(images) if isinstance(images, list | tuple) else [images]
-        if not batch:
-            raise ValueError("no images given: pass one image or a non-empty list of images")
-        if num_threads < 1:
-            raise ValueError(f"num_threads must be at least 1, got {num_threads}")
-        if num_threads == 1 or len(batch) == 1:
-            parts = [self.one(image, max_pixels=max_pixels) for image in batch]
-        else:
-            with ThreadPoolExecutor(max_workers=min(num_threads, len(batch))) as pool:
-                parts = list(pool.map(lambda image: self.one(image, max_pixels=max_pixels), batch))
-        return VisionBatch.stack(parts)
+        return VisionBatch.stack(each_picture(self.one, images, max_pixels, num_threads))
 
 
 __all__ = ["PIL_IMAGE_PROCESSORS", "VisionBatch", "VisionImageProcessor", "pil_image_processor"]
