@@ -48,7 +48,7 @@ def test_qwen_defaults_fill_only_what_the_configuration_leaves_open() -> None:
 
     qwen = training_backbone_class("hf_vlm")()
     cfg = qwen.resolve(TrainConfig.model_validate(MINIMAL))
-    assert cfg.lora.targets == (
+    attention_and_mlp = (
         "q_proj",
         "k_proj",
         "v_proj",
@@ -57,6 +57,7 @@ def test_qwen_defaults_fill_only_what_the_configuration_leaves_open() -> None:
         "up_proj",
         "down_proj",
     )
+    assert cfg.lora.targets == (*attention_and_mlp, "in_proj_qkv", "in_proj_z", "out_proj")
     assert cfg.lora.exclude == ("model.visual",)
     assert cfg.freeze.train_vision_model is False
     assert cfg.freeze.train_abstractor is True
@@ -315,3 +316,15 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     cfg = load_config(overrides={**MINIMAL, "lora.r": 7}, environ={})
     path = cfg.save(tmp_path / "c.yaml")
     assert load_config(path, environ={}) == cfg
+
+
+def test_a_model_type_that_scores_but_does_not_train_is_refused(tmp_path: Path) -> None:
+    from artquant_train import TrainError
+    from artquant_train.backbones import training_backbone
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma3"}))
+    with pytest.raises(TrainError, match=r"'gemma3' model.*training supports only \['mplug_owl2'"):
+        training_backbone(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava"}))
+    with pytest.raises(TrainError, match="not supported"):
+        training_backbone(tmp_path)

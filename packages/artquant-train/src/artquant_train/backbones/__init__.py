@@ -12,7 +12,8 @@ release folder.
   :class:`~artquant_train.backbones.hf_vlm.HFVisionLanguageTraining`.
 
 Adding a family is one module here plus one line in :data:`_CLASSES`; the model type to family
-table is ``artquant_model.backbones.family_of``'s.
+table is ``artquant_model.backbones.family_of``'s, and each module lists the model types it
+trains (``gemma3`` and ``internvl`` score through the generic backbone but do not train yet).
 
 Example:
     >>> training_backbone_class("hf_vlm").lora_targets[:2]
@@ -64,10 +65,18 @@ def training_backbone(base: str | os.PathLike[str]) -> TrainingBackbone:
     from artquant_model.backbones import UnsupportedModelError, checkpoint_model_type, family_of
 
     try:
-        family = family_of(checkpoint_model_type(base))
+        model_type = checkpoint_model_type(base)
+        family = family_of(model_type)
     except UnsupportedModelError as error:
         raise TrainError(f"model.base {os.fspath(base)!r}: {error}") from error
-    return training_backbone_class(family)()
+    cls = training_backbone_class(family)
+    if model_type not in cls.model_types:
+        trainable = [t for name in _CLASSES for t in training_backbone_class(name).model_types]
+        raise TrainError(
+            f"model.base {os.fspath(base)!r} is a {model_type!r} model: the SDK scores with it, "
+            f"but training supports only {trainable} so far"
+        )
+    return cls()
 
 
 __all__ = ["Encoder", "TrainingBackbone", "training_backbone", "training_backbone_class"]

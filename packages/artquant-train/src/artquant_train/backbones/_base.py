@@ -29,12 +29,15 @@ class TrainingBackbone(ABC):
 
     Class attributes (the family's defaults, used where the configuration leaves ``None``):
         family: the family name (``artquant_model.backbones.family_of``).
+        model_types: the ``config.json`` model types this module trains (a family may score
+            more than it trains).
         lora_targets / lora_exclude: ``lora.targets`` / ``lora.exclude``.
         train_vision_model / train_projector: ``freeze.train_vision_model`` /
             ``freeze.train_abstractor``.
     """
 
     family: ClassVar[str]
+    model_types: ClassVar[tuple[str, ...]]
     lora_targets: ClassVar[tuple[str, ...]]
     lora_exclude: ClassVar[tuple[str, ...]]
     train_vision_model: ClassVar[bool]

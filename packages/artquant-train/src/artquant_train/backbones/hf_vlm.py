@@ -358,6 +358,7 @@ class HFVisionLanguageTraining(TrainingBackbone):
     """The Qwen-VL families (see the module docstring for the defaults and why)."""
 
     family: ClassVar[str] = "hf_vlm"
+    model_types: ClassVar[tuple[str, ...]] = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5")
     lora_targets: ClassVar[tuple[str, ...]] = QWEN_LM_LINEARS
     lora_exclude: ClassVar[tuple[str, ...]] = (_VISUAL,)
     train_vision_model: ClassVar[bool] = False

@@ -55,6 +55,7 @@ class MPLUGOwl2Training(TrainingBackbone):
     abstractor trained in full."""
 
     family: ClassVar[str] = "mplug_owl2"
+    model_types: ClassVar[tuple[str, ...]] = ("mplug_owl2",)
     lora_targets: ClassVar[tuple[str, ...]] = ("q_proj", "v_proj.multiway.1")
     lora_exclude: ClassVar[tuple[str, ...]] = ("model.vision_model", "model.visual_abstractor")
     train_vision_model: ClassVar[bool] = True
