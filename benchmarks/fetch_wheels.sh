@@ -2,6 +2,7 @@
 # Download the wheels gpu.sh needs on the GPU machine into .whl/ (git-ignored; the device tool
 # carries it). That machine has Python 3.12, torch, transformers, peft, accelerate, safetensors,
 # sentencepiece, tokenizers, numpy, pillow, tqdm, huggingface_hub and protobuf, but no pydantic
+# (nor threadpoolctl, which artquant-data imports: the training benchmark needs it)
 # and no network. Versions are the ones uv.lock pins, so the GPU run uses what CI tests.
 # Needs network and pip; run from anywhere:  bash benchmarks/fetch_wheels.sh
 set -euo pipefail
@@ -12,7 +13,7 @@ locked() {  # the version uv.lock pins for a package
 }
 
 packages=()
-for name in pydantic pydantic-core annotated-types typing-inspection typing-extensions; do
+for name in pydantic pydantic-core annotated-types typing-inspection typing-extensions threadpoolctl; do
     version="$(locked "$name")"
     if [[ -z "$version" ]]; then
         echo "fetch_wheels: $name is not in uv.lock" >&2

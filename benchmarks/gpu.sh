@@ -16,7 +16,8 @@
 # matmul-softmax attention in the ViT and abstractor; the product's default is fused), COMPILE=1 (add a torch.compile run at batch 32), LOAD_GB (checkpoint size of
 # the load benchmark; default 2.5; 0 skips it), QWEN_TOKENIZER (a Qwen2-vocabulary tokenizer
 # folder with its chat template for the Qwen3.5-sized runs; default ../shared/tokenizers/qwen2_vl;
-# the Qwen runs are skipped, saying so, when it is missing), QWEN=0 (skip the Qwen runs).
+# the Qwen runs are skipped, saying so, when it is missing), QWEN=0 (skip the Qwen runs),
+# TRAIN=0 (skip the training-throughput comparison, trainer vs plain loop).
 set -euo pipefail
 
 # Everything runs inside main, read whole before it starts, so editing this file during a run
@@ -119,6 +120,15 @@ PY
         else
             step "Qwen backbone: skipped, no tokenizer.json in $QWEN_TOKENIZER (set QWEN_TOKENIZER)"
         fi
+    fi
+
+    if [[ "${TRAIN:-1}" == "1" ]]; then
+        step "training throughput: trainer vs plain loop (small, $device, $dtype)"
+        train_size=small
+        [[ "${DRY_RUN:-0}" == "1" ]] && train_size=tiny
+        "$PYTHON" benchmarks/train_throughput.py --backbone both --size "$train_size" \
+            --device "$device" --dtype "$dtype" --batch-size 8 --steps 8 --warmup 2 \
+            --tokenizer "$QWEN_TOKENIZER" --log "$OUT/train.jsonl"
     fi
 
     if [[ "$load_gb" != "0" ]]; then

@@ -17,6 +17,7 @@ import flops
 import load_memory
 import preprocess_throughput
 import score_throughput
+import train_throughput
 from _bench import SIZES
 
 BENCHMARKS = Path(__file__).resolve().parents[1]
@@ -329,3 +330,24 @@ def test_serve_throughput_rejects_bad_counts(capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit):
         serve_throughput.parse_args(["--clients", "0"])
     assert "--clients must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_throughput_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("artquant_train")
+    log = tmp_path / "train.jsonl"
+    argv = ["--backbone", "mplug", "--size", "tiny", "--steps", "1", "--warmup", "1",
+            "--batch-size", "2", "--log", str(log)]  # fmt: skip
+    assert train_throughput.main(argv) == 0
+    records = _json_lines(capsys.readouterr().out)
+    assert records == [json.loads(line) for line in log.read_text().splitlines()]
+    (row,) = [r for r in records if r["kind"] == "throughput"]
+    assert row["backbone"] == "mplug"
+    assert row["trainer_samples_per_s"] > 0
+    assert row["plain_samples_per_s"] > 0
+    assert row["ratio"] == pytest.approx(
+        row["trainer_samples_per_s"] / row["plain_samples_per_s"], rel=1e-2
+    )
+    assert row["cpu_ratio"] == pytest.approx(
+        row["trainer_samples_per_cpu_s"] / row["plain_samples_per_cpu_s"], rel=1e-2
+    )

@@ -125,5 +125,12 @@ def tiny_run_config(base: Path, data: dict[str, Path], output_dir: Path, **overr
         "logging.progress_bar": False,
         "logging.tensorboard": "off",
     }
+    config_file = Path(base) / "config.json"
+    model_type = (
+        json.loads(config_file.read_text()).get("model_type") if config_file.is_file() else None
+    )
+    if model_type not in (None, "mplug_owl2"):
+        # Qwen bases: the tiny pictures at their native size (a few tokens, not 448 px's 256)
+        values["model.resolution"] = {"mode": "native"}
     values.update(overrides)
     return load_config(overrides=values, environ={})

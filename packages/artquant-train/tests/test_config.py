@@ -16,8 +16,15 @@ MINIMAL = {"model": {"base": "base"}, "data": {"train": [{"path": "score.json"}]
 
 
 def test_defaults_are_the_paper_recipe() -> None:
-    cfg = TrainConfig.model_validate(MINIMAL)
+    from artquant_train.backbones import training_backbone_class
+
+    plain = TrainConfig.model_validate(MINIMAL)
+    # LoRA targets and the fully trained parts are the backbone's (None until the run starts)
+    assert plain.lora.targets is None
+    assert plain.freeze.train_vision_model is None
+    cfg = training_backbone_class("mplug_owl2")().resolve(plain)
     assert cfg.lora.targets == ("q_proj", "v_proj.multiway.1")
+    assert cfg.lora.exclude == ("model.vision_model", "model.visual_abstractor")
     assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout) == (128, 256, 0.05)
     assert cfg.freeze.train_vision_model
     assert cfg.freeze.train_abstractor
@@ -34,6 +41,32 @@ def test_defaults_are_the_paper_recipe() -> None:
     assert cfg.data.template.name == "vicuna_v1"
     assert cfg.data.template.image_first
     assert cfg.data.template.system.startswith("A chat between a curious user")
+
+
+def test_qwen_defaults_fill_only_what_the_configuration_leaves_open() -> None:
+    from artquant_train.backbones import training_backbone_class
+
+    qwen = training_backbone_class("hf_vlm")()
+    cfg = qwen.resolve(TrainConfig.model_validate(MINIMAL))
+    attention_and_mlp = (
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    )
+    assert cfg.lora.targets == (*attention_and_mlp, "in_proj_qkv", "in_proj_z", "out_proj")
+    assert cfg.lora.exclude == ("model.visual",)
+    assert cfg.freeze.train_vision_model is False
+    assert cfg.freeze.train_abstractor is True
+    assert cfg.model.resolution is not None
+    assert (cfg.model.resolution.mode, cfg.model.resolution.size) == ("fixed", 448)
+    given = {**MINIMAL, "lora": {"targets": ["q_proj"]}, "freeze": {"train_vision_model": True}}
+    cfg = qwen.resolve(TrainConfig.model_validate(given))
+    assert cfg.lora.targets == ("q_proj",)
+    assert cfg.freeze.train_vision_model is True
 
 
 def test_unknown_keys_and_bad_values_fail_with_their_names() -> None:
@@ -265,6 +298,17 @@ def test_print_config_prints_resolved_yaml(capsys: pytest.CaptureFixture[str]) -
     assert main(["--base", "b", "--train-data", "s.json", "--lr", "0.5", "--print-config"]) == 0
     out = capsys.readouterr().out
     assert "lr: 0.5" in out
+    assert "null = the backbone's default" in out  # no base folder "b" to read defaults from
+
+
+def test_print_config_fills_in_the_bases_backbone_defaults(
+    tiny_base: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from artquant_train.cli import main
+
+    assert main(["--base", str(tiny_base), "--train-data", "s.json", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "(mplug_owl2 backbone)" in out
     assert "v_proj.multiway.1" in out
 
 
@@ -272,3 +316,15 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     cfg = load_config(overrides={**MINIMAL, "lora.r": 7}, environ={})
     path = cfg.save(tmp_path / "c.yaml")
     assert load_config(path, environ={}) == cfg
+
+
+def test_a_model_type_that_scores_but_does_not_train_is_refused(tmp_path: Path) -> None:
+    from artquant_train import TrainError
+    from artquant_train.backbones import training_backbone
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma3"}))
+    with pytest.raises(TrainError, match=r"'gemma3' model.*training supports only \['mplug_owl2'"):
+        training_backbone(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava"}))
+    with pytest.raises(TrainError, match="not supported"):
+        training_backbone(tmp_path)

@@ -24,10 +24,21 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture(params=["mplug_owl2", "qwen2_5_vl"])
+def base(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Each backbone family's tiny base (the Qwen one with the real Qwen2 tokenizer)."""
+    if request.param == "mplug_owl2":
+        return Path(request.getfixturevalue("tiny_base"))
+    from _qwen_synthetic import save_tiny_qwen
+
+    return save_tiny_qwen(tmp_path_factory.mktemp("qwen_ddp") / "base", request.param)
+
+
 @pytest.mark.slow
 def test_two_processes_stay_in_step_and_equal_one_process_with_the_doubled_batch(
-    tiny_base: Path, small_data: dict[str, Path], tmp_path: Path
+    base: Path, small_data: dict[str, Path], tmp_path: Path
 ) -> None:
+    tiny_base = base
     record = tmp_path / "record"
     record.mkdir()
     root = small_data["score"].parent

@@ -40,9 +40,14 @@ def test_accelerate_configs_name_their_strategy() -> None:
 
 
 def test_apddv2_recipe_is_the_default_recipe() -> None:
-    recipe = load_config(config_path("apddv2_recipe"), environ={})
-    defaults = TrainConfig.model_validate(
-        {"model": {"base": recipe.model.base}, "data": recipe.data.model_dump()}
+    from artquant_train.backbones import training_backbone_class
+
+    mplug = training_backbone_class("mplug_owl2")()  # the recipe's base is mPLUG-Owl2
+    recipe = mplug.resolve(load_config(config_path("apddv2_recipe"), environ={}))
+    defaults = mplug.resolve(
+        TrainConfig.model_validate(
+            {"model": {"base": recipe.model.base}, "data": recipe.data.model_dump()}
+        )
     )
     for section in ("lora", "freeze", "loss", "optim", "levels"):
         assert getattr(recipe, section) == getattr(defaults, section), section

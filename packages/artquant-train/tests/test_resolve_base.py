@@ -42,3 +42,17 @@ def test_an_unknown_name_says_how_to_download_it(
 def test_a_missing_path_is_not_looked_up_as_a_name(tmp_path: Path) -> None:
     with pytest.raises(TrainError, match=r"`artquant download NAME`"):
         resolve_base(str(tmp_path / "nowhere"), environ={})
+
+
+def test_a_hub_id_resolves_to_its_snapshot_in_the_local_cache_only(tmp_path: Path) -> None:
+    # the Hugging Face cache layout: models--ORG--NAME/refs/main -> snapshots/<commit>/
+    repo = tmp_path / "hub" / "models--Qwen--Qwen2.5-VL-3B-Instruct"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abc")
+    snapshot = repo / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub")}
+    assert resolve_base("Qwen/Qwen2.5-VL-3B-Instruct", environ=env) == snapshot
+    with pytest.raises(TrainError, match=r"hf download ORG/NAME"):
+        resolve_base("Qwen/Qwen3-VL-2B-Instruct", environ=env)  # not cached: no download

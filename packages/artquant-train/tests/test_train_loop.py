@@ -63,12 +63,14 @@ def test_run_writes_logs_checkpoints_and_a_final_release(
     )
     assert len(result.validations) == 2
     assert {"srcc", "plcc", "mae"} <= set(result.validations[0])
-    assert (
-        TrainConfig.model_validate(
-            __import__("yaml").safe_load((out / "train_config.yaml").read_text())
-        )
-        == config
+    from artquant_train.backbones import training_backbone_class
+
+    saved = __import__("yaml").safe_load((out / "train_config.yaml").read_text())
+    # saved resolved: the backbone's defaults filled in where the configuration left None
+    assert TrainConfig.model_validate(saved) == training_backbone_class("mplug_owl2")().resolve(
+        config
     )
+    assert saved["lora"]["targets"] == ["q_proj", "v_proj.multiway.1"]
     for folder in (out / "final", out / "best"):
         names = {p.name for p in folder.iterdir()}
         assert {

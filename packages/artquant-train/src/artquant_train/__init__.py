@@ -15,8 +15,8 @@ Example:
     >>> from artquant_train import load_config
     >>> cfg = load_config(overrides={"model.base": "base", "data.train": [{"path": "s.json"}]},
     ...                   environ={})
-    >>> cfg.lora.targets, cfg.loss.weight_next_token, cfg.optim.lr
-    (('q_proj', 'v_proj.multiway.1'), 0.05, 2e-05)
+    >>> cfg.lora.r, cfg.loss.weight_next_token, cfg.optim.lr
+    (128, 0.05, 2e-05)
 """
 
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError

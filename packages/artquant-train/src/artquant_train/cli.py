@@ -170,6 +170,19 @@ def resolve_config(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argp
     return load_config(args.config, overrides=overrides), args
 
 
+def _with_backbone_defaults(config: Any) -> tuple[Any, str]:
+    """The config with its base's backbone defaults filled in, when the base can be read."""
+    from artquant_train.backbones import training_backbone
+    from artquant_train.errors import TrainError
+    from artquant_train.loop import resolve_base
+
+    try:
+        backbone = training_backbone(resolve_base(config.model.base))
+        return backbone.resolve(config), f" ({backbone.family} backbone)"
+    except (TrainError, ValueError, OSError):
+        return config, " (base not readable here: null = the backbone's default)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``artquant-train``; returns the exit status."""
     try:
@@ -181,8 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    config, note = _with_backbone_defaults(config)
     if os.environ.get("RANK", "0") == "0":  # one copy under torchrun / accelerate launch
-        print("# resolved artquant-train configuration\n" + config.to_yaml(), flush=True)
+        print(f"# resolved artquant-train configuration{note}\n" + config.to_yaml(), flush=True)
     if args.print_config:
         return 0
     from artquant_train.errors import TrainError

@@ -32,6 +32,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from artquant_model.spec import Resolution
+
 ENV_PREFIX = "ARTQUANT_TRAIN_"
 LORA_RANK = 128
 """The recipe's LoRA rank."""
@@ -56,9 +58,11 @@ class ModelConfig(_Frozen):
     """Which base model to start from and how to run it.
 
     Attributes:
-        base: folder of the base checkpoint (a full mPLUG-Owl2 checkpoint; a LoRA release must
-            be merged first), or the name of a ModelZoo model fetched with ``artquant download``
-            (found under ``$ARTQUANT_MODELZOO`` or ``ModelZoo/``; see ``loop.resolve_base``).
+        base: folder of the base checkpoint (any backbone ``artquant_model`` supports, chosen
+            by its ``config.json`` ``model_type``: mPLUG-Owl2 or a Qwen-VL family; a LoRA
+            release must be merged first), the name of a ModelZoo model fetched with
+            ``artquant download`` (found under ``$ARTQUANT_MODELZOO`` or ``ModelZoo/``), or a
+            hub id already in the local Hugging Face cache (see ``loop.resolve_base``).
         tokenizer: folder (or ``tokenizer.model`` file) of the tokenizer; ``None`` uses ``base``.
         image_processor: folder holding ``preprocessor_config.json``; ``None`` uses the tokenizer
             folder if it has one, else ``base``, else the vision config.
@@ -66,6 +70,11 @@ class ModelConfig(_Frozen):
             Frozen weights are stored in the compute dtype; trainable ones always in fp32.
         attn_implementation: attention kernel passed to the model.
         gradient_checkpointing: recompute activations in the backward pass (saves memory).
+        resolution: picture sizing of the Qwen-VL backbones (``native``: each picture keeps
+            its aspect ratio within the processor's pixel limits; ``fixed``: a square of
+            ``size`` pixels); written into the release's ``artquant_spec.json`` so the SDK
+            scores as the run trained. ``None``: fixed 448 px for the Qwen-VL backbones.
+            mPLUG-Owl2 always uses its fixed 448 px and rejects a setting here.
     """
 
     base: str
@@ -74,6 +83,7 @@ class ModelConfig(_Frozen):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     gradient_checkpointing: bool = True
+    resolution: Resolution | None = None
 
 
 class DataSource(_Frozen):
@@ -180,16 +190,19 @@ class LoraConfig(_Frozen):
         r / alpha / dropout: LoRA rank, scale numerator (default ``2·r``) and dropout.
         targets: module-name suffixes that get an adapter (a name matches when it equals a
             target or ends with ``.`` + target), only ``nn.Linear`` modules outside
-            ``exclude``.
-        exclude: module-name prefixes never adapted (the vision side is fully trained).
+            ``exclude``. ``None``: the backbone's default (mPLUG-Owl2: the paper's ``q_proj``
+            and ``v_proj.multiway.1``; Qwen-VL: every linear layer of the language model),
+            filled in when the run starts (:mod:`artquant_train.backbones`).
+        exclude: module-name prefixes never adapted (the vision side). ``None``: the
+            backbone's vision side.
     """
 
     enabled: bool = True
     r: int = Field(default=LORA_RANK, ge=1)
     alpha: int = Field(default=LORA_ALPHA_PER_RANK * LORA_RANK, ge=1)
     dropout: float = Field(default=0.05, ge=0, lt=1)
-    targets: tuple[str, ...] = ("q_proj", "v_proj.multiway.1")
-    exclude: tuple[str, ...] = ("model.vision_model", "model.visual_abstractor")
+    targets: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -215,15 +228,22 @@ class LoraConfig(_Frozen):
 class FreezeConfig(_Frozen):
     """Which base weights are trained in full (everything else is frozen).
 
+    ``None`` is the backbone's default, filled in when the run starts: mPLUG-Owl2 trains its
+    vision tower and abstractor (the paper); the Qwen-VL backbones train the merger (their
+    projector) and keep the vision tower frozen (see the README for why).
+
     Attributes:
-        train_vision_model: the ViT (``model.vision_model``).
-        train_abstractor: the visual abstractor (``model.visual_abstractor``).
+        train_vision_model: the vision tower (``model.vision_model``; Qwen-VL: ``model.visual``
+            without its merger).
+        train_abstractor: the projector: mPLUG-Owl2's visual abstractor
+            (``model.visual_abstractor``), the Qwen-VL merger(s) (``model.visual.merger``,
+            Qwen3-VL's ``deepstack_merger_list`` too).
         train_llm: every LLM weight (layers, norms); for full fine-tuning without LoRA.
-        train_embeddings: ``model.embed_tokens`` and ``lm_head``.
+        train_embeddings: the token embeddings and ``lm_head``.
     """
 
-    train_vision_model: bool = True
-    train_abstractor: bool = True
+    train_vision_model: bool | None = None
+    train_abstractor: bool | None = None
     train_llm: bool = False
     train_embeddings: bool = False
 

@@ -170,6 +170,7 @@ def encode_samples(
     progress: bool = False,
     level_words: Sequence[str] = (),
     attribute_samples: str = "score",
+    encoder: Any = encode_conversation,
 ) -> list[TrainItem]:
     """Encode samples of one source into :class:`TrainItem` (tokens, labels, targets).
 
@@ -188,6 +189,8 @@ def encode_samples(
         progress: show a tqdm bar.
         level_words: the level words (to find an attribute answer's own prefix).
         attribute_samples: ``score`` (KL at the level word) or ``description`` (plain CE).
+        encoder: the backbone's conversation encoder (default mPLUG-Owl2's
+            :func:`~artquant_train.conversation.encode_conversation`).
 
     Returns:
         The encoded items.
@@ -225,7 +228,7 @@ def encode_samples(
                         tokenizer(prefix_text, add_special_tokens=False)["input_ids"]
                     )
                 levels = (prefixes[prefix_text], score_levels[1])
-            encoded = encode_conversation(
+            encoded = encoder(
                 sample.conversations,
                 tokenizer,
                 template,
@@ -330,21 +333,18 @@ def rank_slice(batch: Sequence[int], rank: int, world_size: int) -> list[int]:
 
 
 class TrainingDataset(Dataset[dict[str, Any]]):
-    """Items plus image decoding; returns one row for :func:`collate_rows`.
+    """Items plus picture loading; returns one row for the backbone's collate function.
 
     Args:
         items: the encoded items.
-        image_processor: ``callable(list[PIL.Image]) -> Tensor[N, 3, S, S]``.
-        load_image: ``callable(path) -> PIL.Image``.
+        load_pixels: ``callable(path) -> pixels of one picture`` (a ``[3, S, S]`` tensor for
+            mPLUG-Owl2, a one-picture ``VisionBatch`` for the Qwen-VL families).
         num_levels: length of the soft target (zeros for text rows).
     """
 
-    def __init__(
-        self, items: Sequence[TrainItem], image_processor: Any, load_image: Any, num_levels: int
-    ) -> None:
+    def __init__(self, items: Sequence[TrainItem], load_pixels: Any, num_levels: int) -> None:
         self.items = list(items)
-        self.image_processor = image_processor
-        self.load_image = load_image
+        self.load_pixels = load_pixels
         self.num_levels = num_levels
 
     def __len__(self) -> int:
@@ -352,7 +352,6 @@ class TrainingDataset(Dataset[dict[str, Any]]):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.items[index]
-        pixels = self.image_processor([self.load_image(item.image)])
         probs = item.level_probs if item.level_probs is not None else (0.0,) * self.num_levels
         return {
             "index": index,
@@ -360,7 +359,7 @@ class TrainingDataset(Dataset[dict[str, Any]]):
             "labels": item.encoded.labels,
             "level_rank": item.encoded.level_rank if item.is_score else -1,
             "level_probs": probs,
-            "image": pixels[0],
+            "image": self.load_pixels(item.image),
         }
 
 

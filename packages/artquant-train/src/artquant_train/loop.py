@@ -12,7 +12,6 @@ rows.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -36,6 +35,7 @@ from artquant_train.attributes import (
     questions_and_level_spec,
     read_attribute_items,
 )
+from artquant_train.backbones import TrainingBackbone, training_backbone
 from artquant_train.checkpointing import (
     OPTIMIZER_FILE,
     SCHEDULER_FILE,
@@ -55,14 +55,12 @@ from artquant_train.checkpointing import (
     save_trainable,
 )
 from artquant_train.config import TrainConfig
-from artquant_train.conversation import level_token_ids
+from artquant_train.conversation import encode_conversation, level_token_ids
 from artquant_train.data import (
     TrainingDataset,
     TrainItem,
-    collate_rows,
     encode_samples,
     global_micro_batches,
-    level_positions_from_rank,
     mix_sources,
     rank_slice,
 )
@@ -72,21 +70,17 @@ from artquant_train.errors import (
     SampleError,
     TrainError,
 )
-from artquant_train.export import merge_release, write_release
 from artquant_train.losses import (
     LossWeights,
     combine_losses,
     count_answer_tokens,
-    loss_sums,
     loss_terms,
 )
-from artquant_train.modeling import TrainingForward, core_model, prepare_for_training
+from artquant_train.modeling import core_model
 from artquant_train.validation import (
     ValItem,
-    default_validation_prompt,
     metrics_of,
     read_validation_items,
-    score_items,
 )
 
 logger = logging.getLogger(__name__)
@@ -183,15 +177,6 @@ def _precision(config: TrainConfig) -> tuple[str, torch.dtype]:
     return "no", torch.float32
 
 
-def _image_processor_dir(config: TrainConfig) -> Path:
-    if config.model.image_processor:
-        return Path(config.model.image_processor)
-    for candidate in (config.model.tokenizer, config.model.base):
-        if candidate and (Path(candidate) / "preprocessor_config.json").is_file():
-            return Path(candidate)
-    return Path(config.model.base)
-
-
 def _level_probs_reader(
     config: TrainConfig, samples: Sequence[Any]
 ) -> Callable[[Any], tuple[float, ...]]:
@@ -235,7 +220,11 @@ def _level_probs_reader(
 
 
 def build_training_items(
-    config: TrainConfig, tokenizer: Any, *, progress: bool = False
+    config: TrainConfig,
+    tokenizer: Any,
+    *,
+    progress: bool = False,
+    backbone: TrainingBackbone | None = None,
 ) -> tuple[list[TrainItem], tuple[int, ...]]:
     """Read, encode and mix the training files.
 
@@ -243,6 +232,8 @@ def build_training_items(
         config: the run configuration (``data``, ``levels``).
         tokenizer: the tokenizer.
         progress: show encoding progress.
+        backbone: the training backbone whose conversation encoder is used (default
+            mPLUG-Owl2's).
 
     Returns:
         ``(items, level_ids)``.
@@ -254,6 +245,7 @@ def build_training_items(
     from artquant_data import read_training_json
 
     prefix_ids, level_ids = level_token_ids(tokenizer, config.levels)
+    encoder = encode_conversation if backbone is None else backbone.encoder(config)
     per_source: list[list[TrainItem]] = []
     for source in config.data.train:
         path = Path(source.path)
@@ -273,6 +265,7 @@ def build_training_items(
                 progress=progress,
                 level_words=config.levels.words,
                 attribute_samples=config.data.attribute_samples,
+                encoder=encoder,
             )
         )
     items = mix_sources(per_source, [s.weight for s in config.data.train], config.run.seed)
@@ -286,8 +279,10 @@ def resolve_base(base: str, environ: Mapping[str, str] | None = None) -> Path:
 
     A folder is taken as it is. A ModelZoo name (``mplug-owl2-llama2-7b``) is looked up where
     ``artquant download NAME`` puts it: ``$ARTQUANT_MODELZOO/NAME``, else ``ModelZoo/NAME`` in
-    the working directory or one of its parents. Nothing is downloaded here (the trainer does not
-    depend on the SDK, which owns the hub).
+    the working directory or one of its parents. A hub id (``Qwen/Qwen2.5-VL-3B-Instruct``) is
+    taken from the local Hugging Face cache (``$HF_HUB_CACHE`` or ``$HF_HOME/hub``, else the
+    default). Nothing is downloaded here: fetch the model first (``artquant download``, or
+    ``hf download`` for a hub id).
 
     Args:
         base: A folder, or a ModelZoo name.
@@ -315,12 +310,33 @@ def resolve_base(base: str, environ: Mapping[str, str] | None = None) -> Path:
         for candidate in candidates:
             if candidate.is_dir():
                 return candidate
+    if base.count("/") == 1 and not base.startswith((".", "/", "~")):
+        cached = _cached_hub_snapshot(base, env)
+        if cached is not None:
+            return cached
     looked = f" (looked in {', '.join(str(c) for c in candidates[:3])})" if candidates else ""
     raise TrainError(
         f"model.base {base!r} is not a checkpoint folder nor a downloaded ModelZoo model{looked}. "
         "Pass the folder of the base model, or fetch a ModelZoo model first with "
-        f"`artquant download {base if candidates else 'NAME'}` (e.g. mplug-owl2-llama2-7b)."
+        f"`artquant download {base if candidates else 'NAME'}` (e.g. mplug-owl2-llama2-7b), or "
+        "a hub model with `hf download ORG/NAME` (taken from the local cache, never downloaded)."
     )
+
+
+def _cached_hub_snapshot(repo_id: str, env: Mapping[str, str]) -> Path | None:
+    """The local Hugging Face cache's snapshot of ``repo_id`` (never downloads), or None."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:  # transformers depends on it; guards odd environments only
+        return None
+    cache = env.get("HF_HUB_CACHE") or (
+        str(Path(env["HF_HOME"]) / "hub") if env.get("HF_HOME") else None
+    )
+    try:
+        folder = snapshot_download(repo_id, local_files_only=True, cache_dir=cache)
+    except Exception:  # not cached, or not a valid id: the caller's error says what to do
+        return None
+    return Path(folder)
 
 
 class _Run:
@@ -335,14 +351,18 @@ class _Run:
             set_seed,
         )
 
-        from artquant_model import MPLUGOwl2ImageProcessor, load_image, load_model, load_tokenizer
-
         base = resolve_base(config.model.base)
         if str(base) != config.model.base:
             # the resolved folder is what checkpoints and the release's adapter config record
             config = config.model_copy(
                 update={"model": config.model.model_copy(update={"base": str(base)})}
             )
+        self.backbone = training_backbone(base)
+        try:
+            # the family's defaults where the configuration leaves None (printed below)
+            config = self.backbone.resolve(config)
+        except ValueError as error:
+            raise TrainError(str(error)) from error
         self.config = config
         self.on_step_end = on_step_end
         from artquant_model import detect_checkpoint_format
@@ -391,19 +411,15 @@ class _Run:
         acc.wait_for_everyone()
         set_seed(config.run.seed)
 
-        tokenizer_path = config.model.tokenizer or config.model.base
-        self.tokenizer = load_tokenizer(tokenizer_path)
-        if self.tokenizer.pad_token_id is None:
-            raise TrainError(f"the tokenizer at {tokenizer_path} has no pad token")
-        self.image_processor = MPLUGOwl2ImageProcessor.from_pretrained(_image_processor_dir(config))
-        self.load_image = load_image
+        backbone = self.backbone
+        backbone.load_processing(config)
+        self.tokenizer = backbone.tokenizer
+        self.image_processor = backbone.image_processor
         self.items, self.level_ids = build_training_items(
-            config, self.tokenizer, progress=acc.is_main_process
+            config, self.tokenizer, progress=acc.is_main_process, backbone=backbone
         )
         self.lengths = [len(item) for item in self.items]
-        self.dataset = TrainingDataset(
-            self.items, self.image_processor, load_image, len(config.levels.words)
-        )
+        self.dataset = TrainingDataset(self.items, backbone.load_pixels, len(config.levels.words))
         self.val_items: list[ValItem] = []
         self.val_attributes: dict[str, list[ValItem]] = {}
         if config.data.val:
@@ -417,12 +433,12 @@ class _Run:
                 self.val_attributes = {k: v[:cap] for k, v in self.val_attributes.items()}
             _check_validation_sets(config, self.val_items, self.val_attributes)
         trained = [item.attribute for item in self.items if item.attribute]
+        total_prompt = config.validation.prompt or backbone.default_prompt(config)
         self.questions, self.level_spec = questions_and_level_spec(
-            config,
-            trained,
-            self.val_attributes,
-            config.validation.prompt or default_validation_prompt(config.levels.prefix),
+            config, trained, self.val_attributes, total_prompt
         )
+        self.trained_questions = [self.questions[n] for n in ordered_attributes(trained)]
+        backbone.set_scoring(config, total_prompt, self.level_ids)
 
         global_batch = config.run.batch_size * self.world
         first = global_micro_batches(
@@ -445,12 +461,8 @@ class _Run:
         )
         self.warmup_steps = math.ceil(config.optim.warmup_ratio * self.total_steps)
 
-        model = load_model(
-            config.model.base,
-            dtype=self.weight_dtype,
-            attn_implementation=config.model.attn_implementation,
-        )
-        self.prepared = prepare_for_training(model, config)
+        model = backbone.load_model(config, self.weight_dtype)
+        self.prepared = backbone.prepare(model, config)
         self.trainable_names = [n for n, p in self.prepared.named_parameters() if p.requires_grad]
         params = [p for p in self.prepared.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
@@ -473,7 +485,9 @@ class _Run:
             ds_config["gradient_accumulation_steps"] = config.run.grad_accum
             ds_config["train_batch_size"] = global_batch * config.run.grad_accum
             ds_config["gradient_clipping"] = config.optim.max_grad_norm or 0.0
-        self.wrapped, self.optimizer = acc.prepare(TrainingForward(self.prepared), self.optimizer)
+        self.wrapped, self.optimizer = acc.prepare(
+            backbone.training_forward(self.prepared), self.optimizer
+        )
         self.device = acc.device
         self.state = TrainerState(0, 0, 0, 0, world_size=self.world)
         self.validations: list[dict[str, float]] = []
@@ -559,11 +573,10 @@ class _Run:
         )
 
     def loader(self, local_batches: list[list[int]]) -> DataLoader[Any]:
-        pad = int(self.tokenizer.pad_token_id)
         return DataLoader(
             self.dataset,
             batch_sampler=local_batches,
-            collate_fn=functools.partial(collate_rows, pad_token_id=pad),  # picklable
+            collate_fn=self.backbone.collate_fn(),  # picklable
             num_workers=self.config.data.num_workers,
         )
 
@@ -583,15 +596,8 @@ class _Run:
         for batch in micro_batches:
             batch = {k: v.to(self.device) for k, v in batch.items()}
             with acc.accumulate(self.wrapped), acc.autocast():
-                logits, spliced = self.wrapped(
-                    batch["input_ids"],
-                    batch["attention_mask"],
-                    batch["labels"],
-                    batch["images"].to(self.weight_dtype),
-                )
-                positions = level_positions_from_rank(spliced, batch["level_rank"])
-                sums = loss_sums(
-                    logits, spliced, positions, batch["level_probs"], level_ids, kl=kl_mode
+                sums = self.backbone.loss_sums(
+                    self.wrapped, batch, level_ids, kl=kl_mode, dtype=self.weight_dtype
                 )
                 # DDP averages gradients over processes; the totals already span all of them.
                 loss = combine_losses(sums, self.weights, totals) * self.world
@@ -622,14 +628,10 @@ class _Run:
     def validate(self) -> dict[str, float] | None:
         if not self.val_items and not self.val_attributes:
             return None
-        from artquant_model import tokenizer_image_token
-
-        config, acc = self.config, self.accelerator
+        acc = self.accelerator
         metrics: dict[str, float] = {}
         if self.val_items:
-            prompt = config.validation.prompt or default_validation_prompt(config.levels.prefix)
-            prompt_ids = tokenizer_image_token(prompt, self.tokenizer)
-            pred = self._score_sharded(self.val_items, prompt_ids)
+            pred = self._score_sharded(self.val_items, None)
             target = [item.score for item in self.val_items]
             metrics.update(metrics_of(np.asarray(pred), np.asarray(target)))
         if self.val_attributes:
@@ -646,31 +648,27 @@ class _Run:
 
     def _validate_attributes(self) -> dict[str, float]:
         """Each attribute scored with its own question; metrics per attribute and their mean."""
-        from artquant_model import tokenizer_image_token
-
         predictions: dict[str, np.ndarray] = {}
         targets: dict[str, np.ndarray] = {}
         for name, items in self.val_attributes.items():
             question: AttributeQuestion = self.questions[name]
-            prompt_ids = tokenizer_image_token(question.prompt, self.tokenizer)
-            predictions[question.id] = np.asarray(self._score_sharded(items, prompt_ids))
+            predictions[question.id] = np.asarray(self._score_sharded(items, question))
             targets[question.id] = np.asarray([item.score for item in items])
         return attribute_metrics(predictions, targets)
 
-    def _score_sharded(self, items: list[ValItem], prompt_ids: list[int]) -> list[float]:
-        """Score ``items`` with one prompt, each process a strided share; all scores, in order."""
+    def _score_sharded(
+        self, items: list[ValItem], question: AttributeQuestion | None
+    ) -> list[float]:
+        """Score ``items`` with one question (``None``: the total), each process a strided
+        share; all scores, in order."""
         shard = items[self.rank :: self.world]
         core = core_model(self.prepared)
         was_training = core.training
         core.eval()
-        scores = score_items(
-            core,
-            shard,
-            prompt_ids=prompt_ids,
-            level_ids=self.level_ids,
-            values=self.config.levels.values,
-            image_processor=self.image_processor,
-            load_image=self.load_image,
+        scores = self.backbone.score(
+            self.prepared,
+            [item.image for item in shard],
+            question=question,
             device=self.device,
             batch_size=self.config.validation.batch_size,
             autocast=self.accelerator.autocast,
@@ -700,14 +698,13 @@ class _Run:
         acc = self.accelerator
         acc.wait_for_everyone()
         if acc.is_main_process:
-            write_release(
+            self.backbone.write_release(
                 self.prepared,
                 folder,
-                tokenizer=self.tokenizer,
-                image_processor=self.image_processor,
                 config=self.config,
                 dtype=None if self.weight_dtype == torch.float32 else self.weight_dtype,
                 level_spec=self.level_spec,
+                questions=self.trained_questions,
             )
         acc.wait_for_everyone()
 
@@ -986,13 +983,11 @@ def train(
     if config.checkpoint.merge_lora and config.lora.enabled and acc.is_main_process:
         for folder in (final_dir, best_dir):
             if folder is not None:
-                merge_release(
+                run.backbone.merge_release(
                     folder,
-                    base=config.model.base,
-                    tokenizer=run.tokenizer,
-                    image_processor=run.image_processor,
-                    config=config,
+                    config=run.config,
                     level_spec=run.level_spec,
+                    questions=run.trained_questions,
                 )
     if acc.is_main_process and config.logging.plot != "off":
         _write_curves(run.output_dir, required=config.logging.plot == "on")

@@ -155,20 +155,7 @@ def loss_sums(
         raise ValueError(f"level_positions must be [{batch}], got {tuple(level_positions.shape)}")
     if kl not in ("open", "closed", "none"):
         raise ValueError(f"kl must be 'open', 'closed' or 'none', got {kl!r}")
-    is_score = level_positions >= 0
-    score_rows = torch.nonzero(is_score).flatten()
-    positions = level_positions[score_rows]
-    if positions.numel() and (positions.min() < 1 or positions.max() >= length):
-        raise ValueError(
-            f"level positions must lie in [1, {length - 1}] for score rows; got "
-            f"{positions.tolist()}"
-        )
-    level_labels = labels[score_rows, positions]
-    if positions.numel() and not torch.isin(level_labels, level_ids).all():
-        raise ValueError(
-            f"the labels at the level positions {level_labels.tolist()} are not level ids "
-            f"{level_ids.tolist()}"
-        )
+    is_score, score_rows, positions = _score_rows(labels, level_positions, level_ids)
 
     targets = labels[:, 1:].clone()
     if kl != "none" and positions.numel():
@@ -198,6 +185,136 @@ def loss_sums(
         score_tokens=supervised[is_score].sum(),
         kl_sum=kl_sum,
         score_rows=is_score.sum(),
+    )
+
+
+def _score_rows(
+    labels: Tensor, level_positions: Tensor, level_ids: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(is_score [B], score row indices, their level positions)``, checked."""
+    length = labels.shape[1]
+    is_score = level_positions >= 0
+    score_rows = torch.nonzero(is_score).flatten()
+    positions = level_positions[score_rows]
+    if positions.numel() and (positions.min() < 1 or positions.max() >= length):
+        raise ValueError(
+            f"level positions must lie in [1, {length - 1}] for score rows; got "
+            f"{positions.tolist()}"
+        )
+    level_labels = labels[score_rows, positions]
+    if positions.numel() and not torch.isin(level_labels, level_ids).all():
+        raise ValueError(
+            f"the labels at the level positions {level_labels.tolist()} are not level ids "
+            f"{level_ids.tolist()}"
+        )
+    return is_score, score_rows, positions
+
+
+@dataclass(frozen=True)
+class SupervisedPositions:
+    """The positions whose logits a loss needs, for computing the LM head there only.
+
+    Attributes:
+        rows / cols: ``[N]`` the row and the position ``t`` of each logit (logit ``t``
+            predicts label ``t + 1``), in row-major order.
+        targets: ``[N]`` the label each logit is trained on (``-100`` for the logit predicting
+            a level token when the KL teaches it instead).
+        is_level: ``[N]`` whether the logit predicts a score row's level token (one per row).
+        is_score: ``[B]`` whether each row is a score row.
+    """
+
+    rows: Tensor
+    cols: Tensor
+    targets: Tensor
+    is_level: Tensor
+    is_score: Tensor
+
+
+def supervised_positions(
+    labels: Tensor, level_positions: Tensor, level_ids: Tensor, *, kl: KLMode = "open"
+) -> SupervisedPositions:
+    """Select the logits :func:`loss_sums` actually uses: those predicting supervised labels.
+
+    A model then applies its LM head to these ``N`` hidden states only instead of all
+    ``B x L`` (on a 150 k vocabulary the full logits dominate the memory of a step), and
+    :func:`packed_loss_sums` gives the same sums as :func:`loss_sums` on the full logits.
+
+    Args:
+        labels / level_positions / level_ids / kl: as for :func:`loss_sums`.
+
+    Returns:
+        The :class:`SupervisedPositions`.
+
+    Raises:
+        ValueError: as :func:`loss_sums` (level positions out of range or not on a level id).
+
+    Example:
+        >>> picked = supervised_positions(torch.tensor([[-100, 3, 2, 5]]), torch.tensor([2]),
+        ...                               torch.tensor([2, 4]))
+        >>> picked.cols.tolist(), picked.targets.tolist(), picked.is_level.tolist()
+        ([0, 1, 2], [3, -100, 5], [False, True, False])
+    """
+    if labels.dim() != 2 or level_positions.shape != labels.shape[:1]:
+        raise ValueError(
+            f"labels must be [B, L] and level_positions [B]; got {tuple(labels.shape)} and "
+            f"{tuple(level_positions.shape)}"
+        )
+    if kl not in ("open", "closed", "none"):
+        raise ValueError(f"kl must be 'open', 'closed' or 'none', got {kl!r}")
+    is_score, _, _ = _score_rows(labels, level_positions, level_ids)
+    following = labels[:, 1:]
+    rows, cols = torch.nonzero(following != IGNORE_INDEX, as_tuple=True)
+    targets = following[rows, cols].clone()
+    is_level = is_score[rows] & (cols == level_positions[rows] - 1)
+    if kl != "none":
+        targets[is_level] = IGNORE_INDEX
+    return SupervisedPositions(rows, cols, targets, is_level, is_score)
+
+
+def packed_loss_sums(
+    logits: Tensor,
+    picked: SupervisedPositions,
+    level_probs: Tensor,
+    level_ids: Tensor,
+    *,
+    kl: KLMode = "open",
+) -> LossSums:
+    """:func:`loss_sums` from the logits at the :func:`supervised_positions` only.
+
+    Args:
+        logits: ``[N, V]`` full-vocabulary logits at ``picked.rows, picked.cols``.
+        picked: the positions.
+        level_probs / level_ids / kl: as for :func:`loss_sums`.
+
+    Returns:
+        The same sums and counts :func:`loss_sums` gives on the full logits.
+
+    Raises:
+        ValueError: ``logits`` does not have one row per picked position.
+    """
+    if logits.dim() != 2 or logits.shape[0] != picked.rows.shape[0]:
+        raise ValueError(
+            f"logits must be [{picked.rows.shape[0]}, V] (one row per picked position); got "
+            f"{tuple(logits.shape)}"
+        )
+    zero = logits.new_zeros((), dtype=torch.float32)
+    token_ce = F.cross_entropy(
+        logits.float(), picked.targets, ignore_index=IGNORE_INDEX, reduction="none"
+    )
+    supervised = picked.targets != IGNORE_INDEX
+    from_score = picked.is_score[picked.rows]
+    if kl == "none" or not bool(picked.is_level.any()):
+        kl_sum = zero
+    else:
+        rows = picked.rows[picked.is_level]
+        kl_sum = level_kl(logits[picked.is_level], level_probs[rows], level_ids, kl=kl).sum()
+    return LossSums(
+        description_ce_sum=token_ce[~from_score].sum() if bool((~from_score).any()) else zero,
+        description_tokens=(supervised & ~from_score).sum(),
+        score_ce_sum=token_ce[from_score].sum() if bool(from_score.any()) else zero,
+        score_tokens=(supervised & from_score).sum(),
+        kl_sum=kl_sum,
+        score_rows=picked.is_score.sum(),
     )
 
 
@@ -298,9 +415,12 @@ __all__ = [
     "KLMode",
     "LossSums",
     "LossWeights",
+    "SupervisedPositions",
     "combine_losses",
     "count_answer_tokens",
     "level_kl",
     "loss_sums",
     "loss_terms",
+    "packed_loss_sums",
+    "supervised_positions",
 ]

@@ -110,6 +110,9 @@ def prepare_for_training(model: nn.Module, config: TrainConfig) -> nn.Module:
     Raises:
         ValueError: LoRA targets match nothing, or nothing at all would be trained.
     """
+    from artquant_train.backbones.mplug_owl2 import MPLUGOwl2Training
+
+    config = MPLUGOwl2Training().resolve(config)  # the recipe where lora/freeze say None
     for param in model.parameters():
         param.requires_grad_(False)
     prepared: nn.Module = model
@@ -117,7 +120,7 @@ def prepare_for_training(model: nn.Module, config: TrainConfig) -> nn.Module:
         from peft import LoraConfig as PeftLoraConfig
         from peft import get_peft_model
 
-        names = find_lora_targets(model, config.lora.targets, config.lora.exclude)
+        names = find_lora_targets(model, config.lora.targets or (), config.lora.exclude or ())
         peft_config = PeftLoraConfig(
             r=config.lora.r,
             lora_alpha=config.lora.alpha,
@@ -145,15 +148,22 @@ def prepare_for_training(model: nn.Module, config: TrainConfig) -> nn.Module:
         raise ValueError("the configuration trains nothing: enable LoRA or a freeze.train_* switch")
     logger.info("trainable parameters: %s", counts)
     if config.model.gradient_checkpointing:
-        # Non-reentrant checkpointing: gradients reach the LoRA/vision tensors although the
-        # inputs of a checkpointed block (frozen embeddings) do not require grad.
-        kwargs = {"use_reentrant": False}
-        enable = getattr(core, "activation_checkpointing_enable", None)
-        if enable is not None:  # transformers >= 5.2x; the old name warns there
-            enable(activation_checkpointing_kwargs=kwargs)
-        else:
-            core.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        enable_checkpointing(core)
     return prepared
+
+
+def enable_checkpointing(core: Any) -> None:
+    """Turn on non-reentrant gradient checkpointing on a transformers model.
+
+    Non-reentrant: gradients reach the LoRA/vision tensors although the inputs of a
+    checkpointed block (frozen embeddings) do not require grad.
+    """
+    kwargs = {"use_reentrant": False}
+    enable = getattr(core, "activation_checkpointing_enable", None)
+    if enable is not None:  # transformers >= 5.2x; the old name warns there
+        enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        core.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def trainable_counts(model: nn.Module) -> dict[str, int]:
@@ -226,6 +236,7 @@ __all__ = [
     "VISION_PREFIX",
     "TrainingForward",
     "core_model",
+    "enable_checkpointing",
     "find_lora_targets",
     "prepare_for_training",
     "trainable_counts",
