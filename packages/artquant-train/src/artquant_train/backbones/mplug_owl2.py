@@ -4,7 +4,7 @@ Everything here delegates to the modules the trainer had before it took other ba
 (:mod:`~artquant_train.conversation`, :mod:`~artquant_train.modeling`,
 :mod:`~artquant_train.validation`, :mod:`~artquant_train.export`), so its numbers are
 unchanged: the vicuna template and ``tokenizer_image_token``, the image splice, full-sequence
-logits, the LoRA release with ``non_lora_trainables.bin`` and ``level_spec.json``.
+logits, the LoRA release with ``non_lora_trainables.bin`` and ``artquant_spec.json``.
 """
 
 from __future__ import annotations
