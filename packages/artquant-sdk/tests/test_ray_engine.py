@@ -332,3 +332,59 @@ def test_a_tile_family_scores_as_the_api(ray_address: str, tmp_path: Path, share
         assert row["score"] == pytest.approx(result.score, abs=QWEN_ATOL["native"])
         probs = [row[f"p_{w}"] for w in WORDS]
         assert probs == pytest.approx(list(result.probs.values()), abs=QWEN_ATOL["native"])
+
+
+def test_attributes_get_their_columns_and_resume_needs_the_same(
+    ray_address: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A model trained on two attributes (picture-first prompts, as the trainer writes them):
+    # --attributes all adds score_/std_ columns equal to ArtQuant.score(attributes="all"), and a
+    # resume asking other attributes is refused (its columns would not match the output's).
+    from artquant_model import ARTQUANT_SPEC, Question
+    from artquant_model.testing import save_tiny_checkpoint
+
+    model = Path(save_tiny_checkpoint(tmp_path / "model", seed=3))
+    questions = {"total": ARTQUANT_SPEC.question()}
+    for key, phrase in [("color", "color"), ("light_and_shadow", "light and shadow")]:
+        prompt = f"How would you rate the {phrase} of this painting?"
+        stem = f"The {phrase} of the painting is"
+        raw = f"A chat. USER: <|image|>\n{prompt} ASSISTANT: {stem}"
+        questions[key] = Question(prompt=prompt, stem=stem, raw_prompt=raw)
+    ARTQUANT_SPEC.model_copy(update={"questions": questions}).save(model)
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (40 + 9 * i, 50, 3), dtype=np.uint8)).save(
+            folder / f"p{i}.png"
+        )
+    files = expand_paths([folder])
+    out = tmp_path / "scores.parquet"
+    args = ["score", str(folder), "--model", str(model), "--engine", "ray", "--out", str(out)]
+    args += ["--device", "cpu", "--batch-size", "2", "--no-progress", "--ray-address", ray_address]
+
+    assert cli.main([*args, "--attributes", "all"]) == cli.EXIT_OK
+
+    table = pq.read_table(out)
+    names = ["color", "light_and_shadow"]
+    assert table.column_names == columns_for(WORDS, names)
+    rows = table.to_pylist()
+    scorer = ArtQuant.from_pretrained(model, device="cpu")
+    expected = scorer.score(files, attributes="all", batch_size=1)
+    for row, result in zip(rows, expected, strict=True):
+        assert row["score"] == pytest.approx(result.score, abs=1e-5)
+        for name in names:
+            assert row[f"score_{name}"] == pytest.approx(result.attributes[name].score, abs=1e-5)
+            assert row[f"std_{name}"] == pytest.approx(result.attributes[name].std, abs=1e-5)
+    # the attributes really differ from the total and from each other (random weights)
+    assert max(abs(r["score_color"] - r["score"]) for r in rows) > 1e-3
+    assert max(abs(r["score_color"] - r["score_light_and_shadow"]) for r in rows) > 1e-3
+    capsys.readouterr()
+
+    assert cli.main([*args, "--attributes", "all", "--resume"]) == cli.EXIT_OK
+    assert f"0 new row(s), {len(files)} already done" in capsys.readouterr().err
+    assert cli.main([*args, "--attributes", "color", "--resume"]) == cli.EXIT_USAGE
+    assert "std_light_and_shadow" in capsys.readouterr().err  # names the columns that differ
+    assert cli.main([*args, "--attributes", "mood", "--overwrite"]) == cli.EXIT_USAGE
+    assert "has no attribute 'mood'" in capsys.readouterr().err  # refused before Ray starts
+    assert pq.read_table(out).equals(table)  # the refused runs left the output as it was

@@ -50,6 +50,55 @@ def attribute_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_")
 
 
+def _resolve_attribute_keys(
+    spec: Any, name: str, attributes: AttributesInput, *, zero_shot: bool = False
+) -> tuple[list[str], dict[str, Any]]:
+    """What :meth:`ArtQuant.resolve_attributes` checks, from a model's scorer spec alone (the Ray
+    driver has no model loaded): the attribute ids asked, and the zero-shot questions to add to
+    the spec (id -> ``Question``)."""
+    from artquant_model import APDDV2_ATTRIBUTE_QUESTIONS
+
+    trained = [question for question in spec.questions if question != _TOTAL]
+    if attributes is None:
+        return [], {}
+    if isinstance(attributes, str):
+        attributes = [attributes]
+    names = [str(a) for a in attributes]
+    if names == ["all"]:
+        if trained or not zero_shot:
+            if not trained:
+                raise ValueError(
+                    f"model {name!r} was trained on no attributes (its spec asks only "
+                    "the total); pass zero_shot_attributes=True (artquant score "
+                    "--zero-shot-attributes) to ask APDDv2's ten with zero-shot prompts"
+                )
+            return trained, {}
+        names = list(APDDV2_ATTRIBUTE_QUESTIONS)
+    keys = list(dict.fromkeys(attribute_key(n) for n in names))
+    if _TOTAL in keys or "" in keys:
+        raise ValueError(
+            f"attributes {names} name {'the total' if _TOTAL in keys else 'an empty name'}; "
+            "the total is always scored, list attributes only"
+        )
+    missing = [key for key in keys if key not in spec.questions]
+    if missing and not zero_shot:
+        raise ValueError(
+            f"model {name!r} has no attribute {missing[0]!r}"
+            + (f" (nor {missing[1:]})" if len(missing) > 1 else "")
+            + f"; it has {trained or 'none'}. Pass zero_shot_attributes=True "
+            "(artquant score --zero-shot-attributes) to ask an APDDv2 attribute with a "
+            f"zero-shot prompt: {list(APDDV2_ATTRIBUTE_QUESTIONS)}"
+        )
+    unknown = [key for key in missing if key not in APDDV2_ATTRIBUTE_QUESTIONS]
+    if unknown:
+        raise ValueError(
+            f"attribute {unknown[0]!r} is neither one of model {name!r}'s "
+            f"({trained or 'none'}) nor one of APDDv2's zero-shot questions "
+            f"{list(APDDV2_ATTRIBUTE_QUESTIONS)}"
+        )
+    return keys, {k: APDDV2_ATTRIBUTE_QUESTIONS[k] for k in missing}
+
+
 def level_preset(name: str) -> LevelSpec:
     """The ``artquant_model`` level spec called ``name`` ("artquant", "qalign", "onealign").
 
@@ -531,53 +580,11 @@ class ArtQuant:
             >>> scorer.resolve_attributes("Color, mood".split(","))  # doctest: +SKIP
             ['color', 'mood']
         """
-        from artquant_model import APDDV2_ATTRIBUTE_QUESTIONS
-
-        if attributes is None:
-            return []
-        if isinstance(attributes, str):
-            attributes = [attributes]
-        names = [str(a) for a in attributes]
-        if names == ["all"]:
-            if self.attributes or not zero_shot:
-                if not self.attributes:
-                    raise ValueError(
-                        f"model {self.name!r} was trained on no attributes (its spec asks only "
-                        "the total); pass zero_shot_attributes=True (artquant score "
-                        "--zero-shot-attributes) to ask APDDv2's ten with zero-shot prompts"
-                    )
-                return self.attributes
-            names = list(APDDV2_ATTRIBUTE_QUESTIONS)
-        keys = list(dict.fromkeys(attribute_key(name) for name in names))
-        if _TOTAL in keys or "" in keys:
-            raise ValueError(
-                f"attributes {names} name {'the total' if _TOTAL in keys else 'an empty name'}; "
-                "the total is always scored, list attributes only"
-            )
-        missing = [key for key in keys if key not in self.spec.questions]
-        if missing and not zero_shot:
-            raise ValueError(
-                f"model {self.name!r} has no attribute {missing[0]!r}"
-                + (f" (nor {missing[1:]})" if len(missing) > 1 else "")
-                + f"; it has {self.attributes or 'none'}. Pass zero_shot_attributes=True "
-                "(artquant score --zero-shot-attributes) to ask an APDDv2 attribute with a "
-                f"zero-shot prompt: {list(APDDV2_ATTRIBUTE_QUESTIONS)}"
-            )
-        unknown = [key for key in missing if key not in APDDV2_ATTRIBUTE_QUESTIONS]
-        if unknown:
-            raise ValueError(
-                f"attribute {unknown[0]!r} is neither one of model {self.name!r}'s "
-                f"({self.attributes or 'none'}) nor one of APDDv2's zero-shot questions "
-                f"{list(APDDV2_ATTRIBUTE_QUESTIONS)}"
-            )
-        if missing:
-            questions = dict(self.backbone.spec.questions)
-            added = {k: APDDV2_ATTRIBUTE_QUESTIONS[k] for k in missing if k not in questions}
-            if added:
-                logger.info("zero-shot attribute questions: %s", list(added))
-                self.backbone.spec = self.backbone.spec.model_copy(
-                    update={"questions": {**questions, **added}}
-                )
+        keys, added = _resolve_attribute_keys(self.spec, self.name, attributes, zero_shot=zero_shot)
+        if added:
+            logger.info("zero-shot attribute questions: %s", list(added))
+            spec = self.backbone.spec
+            self.backbone.spec = spec.model_copy(update={"questions": {**spec.questions, **added}})
         return keys
 
     def score_pixel_values(self, pixel_values: Any) -> list[Row]:

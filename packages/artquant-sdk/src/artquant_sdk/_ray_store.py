@@ -125,7 +125,7 @@ def parts_location(output: Location) -> Location:
     return Location(output.fs, posixpath.join(parent, f".{output.name}.parts"))
 
 
-def output_schema(words: Sequence[str]) -> pa.Schema:
+def output_schema(words: Sequence[str], attributes: Sequence[str] = ()) -> pa.Schema:
     """The Parquet schema of the output: the columns of ``artquant score`` (:func:`columns_for`).
 
     Example:
@@ -133,11 +133,11 @@ def output_schema(words: Sequence[str]) -> pa.Schema:
         ['image', 'score', 'std', 'level', 'p_good', 'p_bad', 'error']
     """
     types = {"image": pa.string(), "level": pa.string(), "error": pa.string()}
-    return pa.schema([(c, types.get(c, pa.float64())) for c in columns_for(words)])
+    return pa.schema([(c, types.get(c, pa.float64())) for c in columns_for(words, attributes)])
 
 
-def _part_schema(words: Sequence[str]) -> pa.Schema:
-    schema = output_schema(words)
+def _part_schema(words: Sequence[str], attributes: Sequence[str] = ()) -> pa.Schema:
+    schema = output_schema(words, attributes)
     for column in ORDER_COLUMNS:
         schema = schema.append(pa.field(column, pa.int64()))
     return schema
@@ -148,6 +148,7 @@ def rows_to_table(
     words: Sequence[str],
     units: Sequence[int],
     items: Sequence[int],
+    attributes: Sequence[str] = (),
 ) -> pa.Table:
     """One part's table: ``rows`` (as ``artquant score`` writes them) with their positions.
 
@@ -156,17 +157,19 @@ def rows_to_table(
         words: The level words (the ``p_`` columns).
         units: Each row's input unit (see the module docstring).
         items: Each row's position inside its unit.
+        attributes: The attribute ids asked for (the ``score_``/``std_`` columns).
 
     Raises:
         OutputFormatError: A row has a column the output does not have.
     """
-    schema = _part_schema(words)
+    schema = _part_schema(words, attributes)
     allowed = set(schema.names)
     for row in rows:
         unknown = set(row) - allowed
         if unknown:
             raise OutputFormatError(f"row has columns {sorted(unknown)} not in {schema.names}")
-    data: dict[str, list[object]] = {c: [r.get(c) for r in rows] for c in columns_for(words)}
+    columns = columns_for(words, attributes)
+    data: dict[str, list[object]] = {c: [r.get(c) for r in rows] for c in columns}
     data["_unit"] = list(units)
     data["_item"] = list(items)
     return pa.Table.from_pydict(data, schema=schema)
@@ -241,13 +244,13 @@ def _read_table(path: str, fs: pafs.FileSystem, schema: pa.Schema) -> pa.Table:
     return table.cast(schema)
 
 
-def read_parts(parts: Location, words: Sequence[str]) -> pa.Table:
+def read_parts(parts: Location, words: Sequence[str], attributes: Sequence[str] = ()) -> pa.Table:
     """Every committed part, concatenated in part-name order, with a ``_part`` index column.
 
     Raises:
         OutputFormatError: A part has other columns (another model's level words).
     """
-    schema = _part_schema(words)
+    schema = _part_schema(words, attributes)
     tables = [
         _with_index(_read_table(path, parts.fs, schema), index)
         for index, path in enumerate(list_parts(parts))
@@ -295,24 +298,28 @@ def dedupe(table: pa.Table) -> pa.Table:
     return keyed.filter(pa.array(first)).drop_columns(["_failed", "_row"])
 
 
-def read_previous_output(output: Location, words: Sequence[str]) -> pa.Table:
+def read_previous_output(
+    output: Location, words: Sequence[str], attributes: Sequence[str] = ()
+) -> pa.Table:
     """The rows of an existing output file (none when it is missing).
 
     Raises:
         OutputFormatError: It has other columns (another model's level words, another tool).
     """
     if not output.exists():
-        return output_schema(words).empty_table()
-    return _read_table(output.path, output.fs, output_schema(words))
+        return output_schema(words, attributes).empty_table()
+    return _read_table(output.path, output.fs, output_schema(words, attributes))
 
 
-def read_done_ids(output: Location, parts: Location, words: Sequence[str]) -> set[str]:
+def read_done_ids(
+    output: Location, parts: Location, words: Sequence[str], attributes: Sequence[str] = ()
+) -> set[str]:
     """Ids that already have a row, in the output file or in committed parts (for resuming).
 
     Rows with an ``error`` count as done, as in ``artquant score --resume``.
     """
-    done = set(read_previous_output(output, words).column("image").to_pylist())
-    done.update(read_parts(parts, words).column("image").to_pylist())
+    done = set(read_previous_output(output, words, attributes).column("image").to_pylist())
+    done.update(read_parts(parts, words, attributes).column("image").to_pylist())
     return done
 
 
@@ -337,6 +344,7 @@ def merge_parts(
     previous: bool,
     order_of_previous: OrderKeys,
     expected: Iterable[str],
+    attributes: Sequence[str] = (),
 ) -> MergeResult:
     """Write the output file from the parts (and the previous output): each id once, in order.
 
@@ -352,13 +360,14 @@ def merge_parts(
         previous: Merge the existing output's rows too.
         order_of_previous: Order keys for the previous output's ids.
         expected: Ids that must have a row; those without one are reported in ``missing``.
+        attributes: The attribute ids asked for (their columns).
 
     Returns:
         The counts and the missing ids (in ``expected`` order).
     """
-    table = read_parts(parts, words)
+    table = read_parts(parts, words, attributes)
     if previous:
-        old = read_previous_output(output, words)
+        old = read_previous_output(output, words, attributes)
         if old.num_rows:
             ids = old.column("image").to_pylist()
             units, items = order_of_previous(ids)
@@ -369,7 +378,7 @@ def merge_parts(
             )
             table = pa.concat_tables([old, table])
     merged = dedupe(table).sort_by([("_unit", "ascending"), ("_item", "ascending")])
-    final = merged.select(output_schema(words).names)
+    final = merged.select(output_schema(words, attributes).names)
     output.fs.create_dir(posixpath.dirname(output.path), recursive=True)
     _write_atomically(final, output)
     present = set(final.column("image").to_pylist())

@@ -405,8 +405,6 @@ def _cmd_score_ray(args: argparse.Namespace) -> int:
     from artquant_sdk._sharding import dist_env
 
     given = [_flag(name) for name in _LOCAL_OPTIONS if getattr(args, name) is not None]
-    if args.attributes is not None or args.zero_shot_attributes:
-        given.append("--attributes" if args.attributes is not None else "--zero-shot-attributes")
     if given:
         raise _UsageError(f"{', '.join(given)} apply only to --engine local")
     if dist_env().world_size > 1:
@@ -416,6 +414,8 @@ def _cmd_score_ray(args: argparse.Namespace) -> int:
         )
     if args.resume and args.overwrite:
         raise _UsageError("--resume and --overwrite exclude each other")
+    if args.zero_shot_attributes and args.attributes is None:
+        raise _UsageError("--zero-shot-attributes needs --attributes (all or a,b,c)")
     try:
         from artquant_sdk import ray as engine
     except ImportError as error:
@@ -447,6 +447,8 @@ def _cmd_score_ray(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             tune_malloc=not args.no_malloc_tuning,
             ray_address=args.ray_address,
+            attributes=_attribute_list(args.attributes),
+            zero_shot_attributes=args.zero_shot_attributes,
             **columns,
         )
     except engine.ScorerLoadError as error:

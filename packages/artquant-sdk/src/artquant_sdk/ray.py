@@ -137,6 +137,8 @@ class _ScorerSpec(BaseModel):
     revision: str | None = None
     local_files_only: bool = False
     levels: str | None = None
+    attributes: tuple[str, ...] | None = None
+    zero_shot_attributes: bool = False
     tune_malloc: bool = True
     max_pixels: int | None = Field(default=None, ge=1)
 
@@ -251,6 +253,12 @@ class _Backbone:
             self.payload = _PixelsPayload(self.image_processor)
         except Exception as error:
             raise ScorerLoadError(f"could not load model {spec.model!r}: {error}") from error
+        from artquant_sdk._api import _resolve_attribute_keys
+
+        # checked here, before any actor starts; each actor resolves them again on its model
+        self.attributes, _ = _resolve_attribute_keys(
+            scorer_spec, spec.model, spec.attributes, zero_shot=spec.zero_shot_attributes
+        )
         self._scorer: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -299,6 +307,13 @@ class _Backbone:
             )
         except Exception as error:
             raise ScorerLoadError(f"could not load model {spec.model!r}: {error}") from error
+        asked = self._scorer.resolve_attributes(
+            self.attributes, zero_shot=spec.zero_shot_attributes
+        )
+        if asked != self.attributes:
+            raise ScorerLoadError(
+                f"the actor's model gives attributes {asked}, the driver expected {self.attributes}"
+            )
         if self._scorer.level_words != self.words:
             raise ScorerLoadError(
                 f"the actor's model has level words {self._scorer.level_words}, the driver "
@@ -324,15 +339,19 @@ class _Backbone:
         )
 
     def score(self, batch: Mapping[str, np.ndarray], rows: list[int]) -> list[dict[str, object]]:
-        """Score the pictures at ``rows`` of a payload batch in one ``Backbone.score`` call; one
-        ``artquant score`` row each (no id)."""
+        """Score the pictures at ``rows`` of a payload batch in one ``Backbone.score`` call (with
+        attributes: one ``Backbone.score_questions`` call); one ``artquant score`` row each (no
+        id)."""
         pixels = self.payload.pixels(batch, rows)
         out: list[dict[str, object]] = []
-        for score, std, probs in self._scorer.score_pixel_values(pixels):
-            result = self._scorer.to_result("", score, std, probs)
+        for (score, std, probs), attributes in self._scorer.score_batch(pixels, self.attributes):
+            result = self._scorer.to_result("", score, std, probs, attributes)
             row: dict[str, object] = {"score": result.score, "std": result.std}
             row["level"] = result.level
             row.update({f"p_{w}": p for w, p in result.probs.items()})
+            for name, value in result.attributes.items():
+                row[f"score_{name}"] = value.score
+                row[f"std_{name}"] = value.std
             out.append(row)
         return out
 
@@ -467,6 +486,7 @@ class _ScoreActor:
         self.backbone.load()
         self.parts = parts
         self.words = backbone.words
+        self.attributes = backbone.attributes
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         started = time.perf_counter()
@@ -490,7 +510,9 @@ class _ScoreActor:
                         rows[i]["error"] = describe_error(error)
             for i, row in scored:
                 rows[i] = {"image": ids[i], **row}
-        table = rows_to_table(rows, self.words, batch["unit"].tolist(), batch["item"].tolist())
+        table = rows_to_table(
+            rows, self.words, batch["unit"].tolist(), batch["item"].tolist(), self.attributes
+        )
         commit_part(self.parts, table)
         return {
             "rows": np.array([len(rows)]),
@@ -566,6 +588,8 @@ def score_dataset(
     progress: bool | None = None,
     tune_malloc: bool = True,
     ray_address: str | None = None,
+    attributes: str | Sequence[str] | None = None,
+    zero_shot_attributes: bool = False,
 ) -> ScoreDatasetSummary:
     """Score every picture of ``sources`` on Ray into one Parquet file, each id exactly once.
 
@@ -600,6 +624,11 @@ def score_dataset(
         ray_address: The cluster to join (``auto``, ``ray://host:10001``, ...); None: the one in
             ``RAY_ADDRESS``, else a new local instance. A Ray already initialised in this process
             is used as it is.
+        attributes: Also score attributes, as ``ArtQuant.score(attributes=...)``: None,
+            ``"all"`` or names; adds ``score_<id>`` and ``std_<id>`` columns (resuming needs the
+            same attributes: the columns must match).
+        zero_shot_attributes: Ask attributes the model was not trained on with APDDv2's
+            questions, as ``ArtQuant.score``.
 
     Returns:
         A :class:`ScoreDatasetSummary`.
@@ -660,11 +689,14 @@ def score_dataset(
         revision=revision,
         local_files_only=local_files_only,
         levels=levels,
+        attributes=None if attributes is None else _attribute_names(attributes),
+        zero_shot_attributes=zero_shot_attributes,
         tune_malloc=tune_malloc,
         max_pixels=max_pixels,
     )
     backbone = _Backbone(spec)
     words = backbone.words
+    asked = backbone.attributes
 
     if overwrite:
         if out.exists():
@@ -676,7 +708,7 @@ def score_dataset(
         if removed:
             logger.info("removed %d temporary file(s) of killed writers", removed)
         try:
-            done = read_done_ids(out, parts, words)
+            done = read_done_ids(out, parts, words, asked)
         except OutputFormatError as error:
             raise ValueError(str(error)) from error
     expected = [i for u in units for i in (u.expected_ids() or [])]
@@ -763,6 +795,7 @@ def score_dataset(
         previous=resume,
         order_of_previous=order_of_previous,
         expected=expected,
+        attributes=asked,
     )
     if result.missing:
         raise RuntimeError(
@@ -783,6 +816,10 @@ def score_dataset(
         actor_cpu_seconds=cpu_seconds,
         actors=len(busy),
     )
+
+
+def _attribute_names(attributes: str | Sequence[str]) -> tuple[str, ...]:
+    return (attributes,) if isinstance(attributes, str) else tuple(str(a) for a in attributes)
 
 
 def _uri(location: Location) -> str:
