@@ -439,6 +439,10 @@ class _Run:
         )
         self.trained_questions = [self.questions[n] for n in ordered_attributes(trained)]
         backbone.set_scoring(config, total_prompt, self.level_ids)
+        try:  # at the start of a run, not when the first release is written
+            backbone.check_spec(config, self.level_spec, self.trained_questions)
+        except ValueError as error:
+            raise ValueError(f"the trained model's spec would be invalid: {error}") from error
 
         global_batch = config.run.batch_size * self.world
         first = global_micro_batches(

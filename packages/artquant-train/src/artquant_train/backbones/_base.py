@@ -87,6 +87,19 @@ class TrainingBackbone(ABC):
         self.values = [float(v) for v in config.levels.values]
         self.stem = config.levels.prefix
 
+    def check_spec(
+        self, config: TrainConfig, level_spec: dict[str, Any], questions: Sequence[Any]
+    ) -> None:
+        """Fail at the start of a run when the release's ``artquant_spec.json`` would be
+        invalid (default: the trainer's level-spec document, as mPLUG-Owl2 releases write it).
+
+        Raises:
+            ValueError: The spec would be invalid.
+        """
+        from artquant_model import spec_from_trainer_document
+
+        spec_from_trainer_document(level_spec)
+
     @abstractmethod
     def default_prompt(self, config: TrainConfig) -> str:
         """The total score's prompt when ``validation.prompt`` is not set."""

@@ -550,6 +550,12 @@ class HFVisionLanguageTraining(TrainingBackbone):
             resolution=self.image_processor.resolution,
         )
 
+    def check_spec(
+        self, config: TrainConfig, level_spec: dict[str, Any], questions: Sequence[Any]
+    ) -> None:
+        """The release's spec is :meth:`spec` (chat-template prompts, no ``<|image|>``)."""
+        self.spec(config, questions)
+
     def score(
         self,
         prepared: nn.Module,
