@@ -83,6 +83,30 @@ def attribute_records(labels: list[tuple[str, float, float]]) -> list[object]:
     ]
 
 
+def attribute_run_data(
+    root: Path, *, n_train: int, grid_side: int
+) -> tuple[Path, list[tuple[str, float, float]], Path, Path]:
+    """Training and held-out attribute files (artquant-data's attribute samples, picture first)
+    over generated pictures: ``n_train`` random ones and a jittered ``grid_side`` square grid
+    held out, so the held-out labels are uncorrelated.
+
+    Returns:
+        ``(images folder, held-out (name, color, light) labels, train file, validation file)``.
+    """
+    import artquant_data as aq
+
+    images = root / "images"
+    train_labels = make_attribute_images(images, random_properties(n_train, 21), seed=21)
+    held_out = make_attribute_images(images, grid_properties(grid_side, 22), seed=22)
+    train_file = aq.write_training_json(
+        aq.build_attribute_samples(attribute_records(train_labels), seed=0), root / "t.json"
+    )
+    val_file = aq.write_training_json(
+        aq.build_attribute_samples(attribute_records(held_out), seed=1), root / "v.json"
+    )
+    return images, held_out, train_file, val_file
+
+
 def score_each_question(
     release: Path, base: Path, items: dict[str, list[Any]], levels: Any
 ) -> dict[str, np.ndarray]:

@@ -16,16 +16,12 @@ import pytest
 from _attributes_synthetic import (
     COLOR,
     LIGHT,
-    attribute_records,
-    grid_properties,
-    make_attribute_images,
-    random_properties,
+    attribute_run_data,
     score_each_question,
 )
 from _train_synthetic import tiny_run_config
 from scipy.stats import spearmanr
 
-import artquant_data as aq
 from artquant_model.testing import save_tiny_checkpoint
 from artquant_train import train
 from artquant_train.validation import ValItem
@@ -43,14 +39,8 @@ def test_tiny_model_learns_color_and_light_each_from_its_own_question(tmp_path: 
     with the picture before the question, the answer position must pick the property its
     question names, and the recipe's LoRA on q_proj and the image branch of v_proj did not
     learn that in this tiny model within minutes (README: Tests and measurements)."""
-    images = tmp_path / "images"
-    train_labels = make_attribute_images(images, random_properties(N_TRAIN, 21), seed=21)
-    held_out = make_attribute_images(images, grid_properties(8, 22), seed=22)  # 64 pictures
-    train_file = aq.write_training_json(
-        aq.build_attribute_samples(attribute_records(train_labels), seed=0), tmp_path / "t.json"
-    )
-    val_file = aq.write_training_json(
-        aq.build_attribute_samples(attribute_records(held_out), seed=1), tmp_path / "v.json"
+    images, held_out, train_file, val_file = attribute_run_data(
+        tmp_path, n_train=N_TRAIN, grid_side=8
     )
     base = save_tiny_checkpoint(tmp_path / "base", seed=3)
     config = tiny_run_config(

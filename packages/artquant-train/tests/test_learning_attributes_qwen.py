@@ -14,17 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _attributes_synthetic import (
-    attribute_records,
-    grid_properties,
-    make_attribute_images,
-    random_properties,
-)
+from _attributes_synthetic import attribute_run_data
 from _qwen_synthetic import save_tiny_qwen
 from _train_synthetic import tiny_run_config
 from scipy.stats import spearmanr
 
-import artquant_data as aq
 from artquant_train import train
 
 N_TRAIN = 200
@@ -34,14 +28,8 @@ LR = 2e-3
 
 @pytest.mark.slow
 def test_tiny_qwen_learns_color_and_light_each_from_its_own_question(tmp_path: Path) -> None:
-    images = tmp_path / "images"
-    train_labels = make_attribute_images(images, random_properties(N_TRAIN, 21), seed=21)
-    held_out = make_attribute_images(images, grid_properties(6, 22), seed=22)  # 36 pictures
-    train_file = aq.write_training_json(
-        aq.build_attribute_samples(attribute_records(train_labels), seed=0), tmp_path / "t.json"
-    )
-    val_file = aq.write_training_json(
-        aq.build_attribute_samples(attribute_records(held_out), seed=1), tmp_path / "v.json"
+    images, held_out, train_file, val_file = attribute_run_data(
+        tmp_path, n_train=N_TRAIN, grid_side=6
     )
     base = save_tiny_qwen(tmp_path / "base", seed=3)
     config = tiny_run_config(
