@@ -113,10 +113,20 @@ class _Scorer:
             raise RuntimeError("out of memory")
         return [(r, 0.0, [1.0, 0.0]) for r in reds]
 
-    def to_result(self, image: str, score: float, std: float, probs: list[float]) -> Any:
+    def score_batch(self, pixels: torch.Tensor, attributes: Any = ()) -> list[Any]:
+        # the CLI scores through ArtQuant.score_batch; without attributes it is one
+        # score_pixel_values call, as here
+        assert not attributes
+        return [(row, {}) for row in self.score_pixel_values(pixels)]
+
+    def to_result(
+        self, image: str, score: float, std: float, probs: list[float], attributes: Any = None
+    ) -> Any:
         from types import SimpleNamespace
 
-        return SimpleNamespace(score=score, std=std, level="good", probs={"a": probs[0]})
+        return SimpleNamespace(
+            score=score, std=std, level="good", probs={"a": probs[0]}, attributes={}
+        )
 
 
 def test_a_failing_batch_is_retried_one_image_at_a_time(files: list[str]) -> None:
