@@ -379,7 +379,7 @@ def test_two_steps_write_a_release_that_scores_as_the_trainer_validated(
     assert result.last_loss is not None
     assert np.isfinite(result.last_loss)
     spec = json.loads((final / "artquant_spec.json").read_text())
-    assert spec["resolution"] == {"mode": "fixed", "size": 32}
+    assert (spec["resolution"]["mode"], spec["resolution"]["size"]) == ("fixed", 32)
     assert spec["questions"]["total"]["prompt"] == QUESTION
     adapter = json.loads((final / "adapter_config.json").read_text())
     assert adapter["modules_to_save"] == ["model.multi_modal_projector"]
