@@ -7,7 +7,7 @@ token by token; the training prompt equal to the scoring backbone's prompt up to
 token and the training forward equal to the scorer's level logits (fp32, 1e-5); collation of
 pictures with different tile counts; the trainable parts; two training steps whose ``final/``
 scores through the SDK and through transformers + peft alone as the trainer's own validation
-did; and Gemma 3 learning the brightness task of ``test_qwen_training.py``.
+did; and InternVL learning the brightness task of ``test_qwen_training.py``.
 """
 
 from __future__ import annotations
@@ -294,6 +294,49 @@ def test_trainable_parts_follow_the_family_defaults_and_the_configuration(
     assert not any("embed_tokens" in n or "vision_tower" in n or "projector" in n for n in names)
 
 
+@pytest.mark.parametrize("model_type", TILED)
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(
+    model_type: str, bases: dict[str, Path], small_data: dict[str, Path], tmp_path: Path
+) -> None:
+    """Gemma 3's picture attention (built from token_type_ids) and InternVL's pixel shuffle
+    run again in the backward pass: the same loss and gradients (fp32; recomputation repeats
+    the same kernels on the same inputs, so only summation order could differ)."""
+    from artquant_train.losses import combine_losses
+
+    results = []
+    for checkpointing in (False, True):
+        backbone, config = _backbone(
+            bases[model_type],
+            small_data,
+            tmp_path,
+            **{"model.gradient_checkpointing": checkpointing, "lora.dropout": 0.0},
+        )
+        items, level_ids = build_training_items(config, backbone.tokenizer, backbone=backbone)
+        dataset = TrainingDataset(items, backbone.load_pixels, 5)
+        batch = backbone.collate_fn()([dataset[i] for i in (0, 1, 30, 31)])  # score + text rows
+        torch.manual_seed(0)  # the same LoRA initialisation in both
+        prepared = backbone.prepare(backbone.load_model(config, torch.float32), config)
+        prepared.train()
+        sums = backbone.loss_sums(
+            backbone.training_forward(prepared),
+            batch,
+            torch.tensor(level_ids),
+            kl="open",
+            dtype=torch.float32,
+        )
+        assert int(sums.score_rows) == 2
+        assert int(sums.description_tokens) > 0
+        loss = combine_losses(sums)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in prepared.named_parameters() if p.requires_grad}
+        assert any("multi_modal_projector" in n for n in grads)
+        results.append((float(loss.detach()), grads))
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-6)
+    assert set(results[1][1]) == set(results[0][1])
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(results[1][1][name], grad, rtol=1e-5, atol=1e-7)
+
+
 # -- training and the release ------------------------------------------------------------
 
 
@@ -393,11 +436,11 @@ def test_two_steps_write_a_release_that_scores_as_the_trainer_validated(
         result.validations[-1]["mae"], abs=1e-12
     )
 
+    np.testing.assert_allclose(_plain_scores(final, base, images), validation, rtol=0, atol=1e-5)
     sdk = pytest.importorskip("artquant_sdk")
     scorer = sdk.ArtQuant.from_pretrained(final, device="cpu", dtype="float32")
     scored = [r.score for r in scorer.score([str(path) for path in images], batch_size=3)]
     np.testing.assert_allclose(scored, validation, rtol=0, atol=1e-5)
-    np.testing.assert_allclose(_plain_scores(final, base, images), validation, rtol=0, atol=1e-5)
 
 
 def test_internvl_native_resolution_trains_and_scores_as_validated(
@@ -422,21 +465,25 @@ def test_internvl_native_resolution_trains_and_scores_as_validated(
     final = train(config).final_dir
     assert final is not None
     assert json.loads((final / "artquant_spec.json").read_text())["resolution"]["mode"] == "native"
-    from artquant_sdk import ArtQuant
+    from artquant_model.backbones import load_backbone
     from artquant_train.validation import read_validation_items
 
     images = [str(item.image) for item in read_validation_items(data["val"], data["images"])]
-    scored = [r.score for r in ArtQuant.from_pretrained(final).score(images, batch_size=4)]
-    np.testing.assert_allclose(scored, recorder.calls[-1], rtol=0, atol=1e-5)
+    scorer = load_backbone(final)  # the adapter over its base, the spec's native resolution
+    pixels = scorer.image_processor(images)
+    assert sorted(set(pixels.tile_counts())) == [1, 3, 4]  # one batch mixes the lengths
+    np.testing.assert_allclose(scorer.score(pixels).score, recorder.calls[-1], rtol=0, atol=1e-5)
 
 
 @pytest.mark.slow
-def test_tiny_gemma3_learns_brightness(bases: dict[str, Path], tmp_path: Path) -> None:
-    """The Qwen learning test's data and recipe on Gemma 3 at its default resolution (fixed,
-    one tile): LoRA r 8 on the LM's linear layers + the projector, vision tower frozen."""
+def test_tiny_internvl_learns_brightness(bases: dict[str, Path], tmp_path: Path) -> None:
+    """The Qwen learning test's data and recipe on InternVL at its default resolution (fixed,
+    one tile): LoRA r 8 on the LM's linear layers + the projector, vision tower frozen, lr
+    2e-3, batches of 8; 80 steps where the Qwen test runs 50 (measured: SRCC 0.95 at step 25,
+    0.88 at step 50, 0.965 at step 80)."""
     data = make_dataset(tmp_path / "data", n_train=160, n_val=48, seed=11)
     config = tiny_run_config(
-        bases["gemma3"],
+        bases["internvl"],
         data,
         tmp_path / "run",
         **{
@@ -448,11 +495,11 @@ def test_tiny_gemma3_learns_brightness(bases: dict[str, Path], tmp_path: Path) -
             "data.val": str(data["val"]),
             "run.batch_size": 8,
             "run.grad_accum": 1,
-            "run.max_steps": 50,
+            "run.max_steps": 80,
             "lora.r": 8,
             "lora.alpha": 16,
             "optim.lr": 2e-3,
-            "validation.every": 25,
+            "validation.every": 40,
             "checkpoint.every": 0,
         },
     )
@@ -460,9 +507,10 @@ def test_tiny_gemma3_learns_brightness(bases: dict[str, Path], tmp_path: Path) -
     result = train(config)
     elapsed = time.perf_counter() - started
     assert result.validations[-1]["srcc"] >= 0.9, result.validations
-    assert elapsed < 300, f"took {elapsed:.0f} s"
-    from artquant_sdk import ArtQuant
+    assert elapsed < 400, f"took {elapsed:.0f} s"
     from artquant_train.validation import read_validation_items
+
+    ArtQuant = pytest.importorskip("artquant_sdk").ArtQuant
 
     items = read_validation_items(data["val"], data["images"])
     assert result.final_dir is not None
