@@ -45,7 +45,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -65,6 +65,9 @@ from artquant_train.losses import (
     supervised_positions,
 )
 from artquant_train.modeling import TrainingForward, core_model, enable_checkpointing
+
+if TYPE_CHECKING:
+    from artquant_model.backbones.hf_vlm.families import VLMFamily
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +281,7 @@ def collate_chat(
     pad_token_id: int,
     image_token_id: int,
     merge_size: int,
-    family: Any = None,
+    family: VLMFamily | None = None,
 ) -> dict[str, Any]:
     """Expand each row's picture token to its token count and pad on the right.
 
