@@ -318,13 +318,16 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     assert load_config(path, environ={}) == cfg
 
 
-def test_a_model_type_that_scores_but_does_not_train_is_refused(tmp_path: Path) -> None:
+def test_every_model_type_the_sdk_scores_with_trains_and_others_are_refused(
+    tmp_path: Path,
+) -> None:
+    from artquant_model.backbones import supported_model_types
     from artquant_train import TrainError
     from artquant_train.backbones import training_backbone
 
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma3"}))
-    with pytest.raises(TrainError, match=r"'gemma3' model.*training supports only \['mplug_owl2'"):
-        training_backbone(tmp_path)
+    for model_type in supported_model_types():
+        (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
+        assert model_type in training_backbone(tmp_path).model_types
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava"}))
     with pytest.raises(TrainError, match="not supported"):
         training_backbone(tmp_path)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _train_synthetic import make_dataset, tiny_run_config
+from _backbone_checks import brightness_run_config
+from _train_synthetic import make_dataset
 from scipy.stats import spearmanr
 
 from artquant_model import (
@@ -28,26 +29,7 @@ def test_tiny_model_learns_brightness_to_srcc_0_9(tmp_path: Path) -> None:
     sizes and the learning rate are scaled for a 0.2 M-parameter model and two minutes of CPU."""
     data = make_dataset(tmp_path / "data", n_train=160, n_val=48, seed=11)
     base = save_tiny_checkpoint(tmp_path / "base", seed=3)
-    config = tiny_run_config(
-        base,
-        data,
-        tmp_path / "run",
-        **{
-            "data.train": [
-                {"path": str(data["score"])},
-                {"path": str(data["description"]), "weight": 0.25},
-            ],
-            "data.val": str(data["val"]),
-            "run.batch_size": 8,
-            "run.grad_accum": 1,
-            "run.max_steps": 75,
-            "lora.r": 8,
-            "lora.alpha": 16,
-            "optim.lr": 2e-3,
-            "validation.every": 25,
-            "checkpoint.every": 0,
-        },
-    )
+    config = brightness_run_config(base, data, tmp_path / "run", steps=75, every=25)
     started = time.perf_counter()
     result = train(config)
     elapsed = time.perf_counter() - started

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _backbone_checks import assert_checkpointing_changes_nothing, brightness_run_config
 from _qwen_synthetic import save_tiny_qwen
 from _train_synthetic import make_dataset, tiny_run_config
 from scipy.stats import spearmanr
@@ -66,26 +67,7 @@ def test_tiny_qwen_learns_brightness_and_its_release_scores_the_same_everywhere(
     """The learning test's data and recipe (losses, weights, KL), LoRA r 8 on the LM's linear
     layers + the merger (the Qwen defaults: vision tower frozen), 50 steps."""
     data = make_dataset(tmp_path / "data", n_train=160, n_val=48, seed=11)
-    config = tiny_run_config(
-        qwen_base,
-        data,
-        tmp_path / "run",
-        **{
-            "data.train": [
-                {"path": str(data["score"])},
-                {"path": str(data["description"]), "weight": 0.25},
-            ],
-            "data.val": str(data["val"]),
-            "run.batch_size": 8,
-            "run.grad_accum": 1,
-            "run.max_steps": 50,
-            "lora.r": 8,
-            "lora.alpha": 16,
-            "optim.lr": 2e-3,
-            "validation.every": 25,
-            "checkpoint.every": 0,
-        },
-    )
+    config = brightness_run_config(qwen_base, data, tmp_path / "run", steps=50, every=25)
     started = time.perf_counter()
     result = train(config)
     elapsed = time.perf_counter() - started
@@ -238,46 +220,7 @@ def test_qwen_trainable_parts_follow_the_configuration(
 def test_qwen_gradient_checkpointing_gives_the_same_loss_and_gradients(
     qwen_base: Path, small_data: dict[str, Path], tmp_path: Path
 ) -> None:
-    from artquant_train.backbones import training_backbone
-    from artquant_train.data import TrainingDataset
-    from artquant_train.loop import build_training_items
-    from artquant_train.losses import combine_losses
-
-    backbone = training_backbone(qwen_base)
-    results = []
-    for checkpointing in (False, True):
-        config = backbone.resolve(
-            tiny_run_config(
-                qwen_base,
-                small_data,
-                tmp_path,
-                **{"model.gradient_checkpointing": checkpointing, "lora.dropout": 0.0},
-            )
-        )
-        backbone.load_processing(config)
-        items, level_ids = build_training_items(config, backbone.tokenizer, backbone=backbone)
-        dataset = TrainingDataset(items, backbone.load_pixels, 5)
-        batch = backbone.collate_fn()([dataset[i] for i in (0, 1, 30, 31)])  # score + text rows
-        torch.manual_seed(0)  # the same LoRA initialisation in both
-        prepared = backbone.prepare(backbone.load_model(config, torch.float32), config)
-        prepared.train()
-        sums = backbone.loss_sums(
-            backbone.training_forward(prepared),
-            batch,
-            torch.tensor(level_ids),
-            kl="open",
-            dtype=torch.float32,
-        )
-        assert int(sums.score_rows) == 2
-        assert int(sums.description_tokens) > 0
-        loss = combine_losses(sums)
-        loss.backward()
-        grads = {n: p.grad.clone() for n, p in prepared.named_parameters() if p.requires_grad}
-        results.append((float(loss), grads))
-    assert results[1][0] == pytest.approx(results[0][0], rel=1e-6)
-    assert set(results[1][1]) == set(results[0][1])
-    for name, grad in results[0][1].items():
-        torch.testing.assert_close(results[1][1][name], grad, rtol=1e-5, atol=1e-7)
+    assert_checkpointing_changes_nothing(qwen_base, small_data, tmp_path)
 
 
 @pytest.mark.slow

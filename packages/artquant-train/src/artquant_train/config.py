@@ -59,10 +59,11 @@ class ModelConfig(_Frozen):
 
     Attributes:
         base: folder of the base checkpoint (any backbone ``artquant_model`` supports, chosen
-            by its ``config.json`` ``model_type``: mPLUG-Owl2 or a Qwen-VL family; a LoRA
-            release must be merged first), the name of a ModelZoo model fetched with
-            ``artquant download`` (found under ``$ARTQUANT_MODELZOO`` or ``ModelZoo/``), or a
-            hub id already in the local Hugging Face cache (see ``loop.resolve_base``).
+            by its ``config.json`` ``model_type``: mPLUG-Owl2, a Qwen-VL family, Gemma 3 or
+            InternVL; a LoRA release must be merged first), the name of a ModelZoo model
+            fetched with ``artquant download`` (found under ``$ARTQUANT_MODELZOO`` or
+            ``ModelZoo/``), or a hub id already in the local Hugging Face cache (see
+            ``loop.resolve_base``).
         tokenizer: folder (or ``tokenizer.model`` file) of the tokenizer; ``None`` uses ``base``.
         image_processor: folder holding ``preprocessor_config.json``; ``None`` uses the tokenizer
             folder if it has one, else ``base``, else the vision config.
@@ -70,10 +71,12 @@ class ModelConfig(_Frozen):
             Frozen weights are stored in the compute dtype; trainable ones always in fp32.
         attn_implementation: attention kernel passed to the model.
         gradient_checkpointing: recompute activations in the backward pass (saves memory).
-        resolution: picture sizing of the Qwen-VL backbones (``native``: each picture keeps
-            its aspect ratio within the processor's pixel limits; ``fixed``: a square of
-            ``size`` pixels); written into the release's ``artquant_spec.json`` so the SDK
-            scores as the run trained. ``None``: fixed 448 px for the Qwen-VL backbones.
+        resolution: picture sizing of the generic backbone (``native``: the processor's own
+            sizing: Qwen-VL keeps the aspect ratio within its pixel limits, Gemma 3 resizes to
+            one tile, InternVL cuts aspect-ratio tiles; ``fixed``: padded to a square of
+            ``size`` pixels, for Gemma 3 and InternVL the tile size); written into the
+            release's ``artquant_spec.json`` so the SDK scores as the run trained. ``None``:
+            fixed 448 px for the Qwen-VL backbones, fixed one tile for Gemma 3 and InternVL.
             mPLUG-Owl2 always uses its fixed 448 px and rejects a setting here.
     """
 
@@ -191,7 +194,8 @@ class LoraConfig(_Frozen):
         targets: module-name suffixes that get an adapter (a name matches when it equals a
             target or ends with ``.`` + target), only ``nn.Linear`` modules outside
             ``exclude``. ``None``: the backbone's default (mPLUG-Owl2: the paper's ``q_proj``
-            and ``v_proj.multiway.1``; Qwen-VL: every linear layer of the language model),
+            and ``v_proj.multiway.1``; Qwen-VL, Gemma 3, InternVL: every linear layer of the
+            language model),
             filled in when the run starts (:mod:`artquant_train.backbones`).
         exclude: module-name prefixes never adapted (the vision side). ``None``: the
             backbone's vision side.
@@ -229,15 +233,16 @@ class FreezeConfig(_Frozen):
     """Which base weights are trained in full (everything else is frozen).
 
     ``None`` is the backbone's default, filled in when the run starts: mPLUG-Owl2 trains its
-    vision tower and abstractor (the paper); the Qwen-VL backbones train the merger (their
-    projector) and keep the vision tower frozen (see the README for why).
+    vision tower and abstractor (the paper); the Qwen-VL, Gemma 3 and InternVL backbones train
+    their projector and keep the vision tower frozen (see the README for why).
 
     Attributes:
         train_vision_model: the vision tower (``model.vision_model``; Qwen-VL: ``model.visual``
-            without its merger).
+            without its merger; Gemma 3, InternVL: ``model.vision_tower``).
         train_abstractor: the projector: mPLUG-Owl2's visual abstractor
             (``model.visual_abstractor``), the Qwen-VL merger(s) (``model.visual.merger``,
-            Qwen3-VL's ``deepstack_merger_list`` too).
+            Qwen3-VL's ``deepstack_merger_list`` too), Gemma 3's and InternVL's
+            ``model.multi_modal_projector``.
         train_llm: every LLM weight (layers, norms); for full fine-tuning without LoRA.
         train_embeddings: the token embeddings and ``lm_head``.
     """

@@ -338,7 +338,8 @@ class TrainingDataset(Dataset[dict[str, Any]]):
     Args:
         items: the encoded items.
         load_pixels: ``callable(path) -> pixels of one picture`` (a ``[3, S, S]`` tensor for
-            mPLUG-Owl2, a one-picture ``VisionBatch`` for the Qwen-VL families).
+            mPLUG-Owl2, a one-picture ``VisionBatch`` for the Qwen-VL families, a one-picture
+            ``TileBatch`` for Gemma 3 and InternVL).
         num_levels: length of the soft target (zeros for text rows).
     """
 

@@ -8,12 +8,16 @@ release folder.
 
 * ``mplug_owl2``: :class:`~artquant_train.backbones.mplug_owl2.MPLUGOwl2Training`, the paper's
   recipe and numbers.
-* ``qwen2_vl``, ``qwen2_5_vl``, ``qwen3_vl``, ``qwen3_5``:
-  :class:`~artquant_train.backbones.hf_vlm.HFVisionLanguageTraining`.
+* ``qwen2_vl``, ``qwen2_5_vl``, ``qwen3_vl``, ``qwen3_5``, ``gemma3``, ``internvl``: the
+  generic backbone, :mod:`artquant_train.backbones.hf_vlm`
+  (:class:`~artquant_train.backbones.hf_vlm.HFVisionLanguageTraining` for the Qwen-VL families,
+  :class:`~artquant_train.backbones.hf_vlm.Gemma3Training`,
+  :class:`~artquant_train.backbones.hf_vlm.InternVLTraining`): every model type the SDK scores
+  with also trains.
 
 Adding a family is one module here plus one line in :data:`_CLASSES`; the model type to family
-table is ``artquant_model.backbones.family_of``'s, and each module lists the model types it
-trains (``gemma3`` and ``internvl`` score through the generic backbone but do not train yet).
+table is ``artquant_model.backbones.family_of``'s, and a module's
+:meth:`TrainingBackbone.for_model_type` picks its class for a model type.
 
 Example:
     >>> training_backbone_class("hf_vlm").lora_targets[:2]
@@ -69,14 +73,16 @@ def training_backbone(base: str | os.PathLike[str]) -> TrainingBackbone:
         family = family_of(model_type)
     except UnsupportedModelError as error:
         raise TrainError(f"model.base {os.fspath(base)!r}: {error}") from error
-    cls = training_backbone_class(family)
-    if model_type not in cls.model_types:
-        trainable = [t for name in _CLASSES for t in training_backbone_class(name).model_types]
+    variant = training_backbone_class(family).for_model_type(model_type)
+    if variant is None:
+        trainable = [
+            t for name in _CLASSES for t in training_backbone_class(name).trained_model_types()
+        ]
         raise TrainError(
             f"model.base {os.fspath(base)!r} is a {model_type!r} model: the SDK scores with it, "
             f"but training supports only {trainable} so far"
         )
-    return cls()
+    return variant()
 
 
 __all__ = ["Encoder", "TrainingBackbone", "training_backbone", "training_backbone_class"]

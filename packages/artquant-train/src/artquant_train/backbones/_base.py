@@ -29,8 +29,8 @@ class TrainingBackbone(ABC):
 
     Class attributes (the family's defaults, used where the configuration leaves ``None``):
         family: the family name (``artquant_model.backbones.family_of``).
-        model_types: the ``config.json`` model types this module trains (a family may score
-            more than it trains).
+        model_types: the ``config.json`` model types this class trains (a family may score
+            more than it trains; :meth:`for_model_type` picks the class of a model type).
         lora_targets / lora_exclude: ``lora.targets`` / ``lora.exclude``.
         train_vision_model / train_projector: ``freeze.train_vision_model`` /
             ``freeze.train_abstractor``.
@@ -50,6 +50,17 @@ class TrainingBackbone(ABC):
     words: tuple[str, ...]
     values: list[float]
     stem: str
+
+    @classmethod
+    def for_model_type(cls, model_type: str) -> type[TrainingBackbone] | None:
+        """The class that trains ``model_type`` (a module may hold one class per group of
+        model types), ``None`` when this module does not train it."""
+        return cls if model_type in cls.model_types else None
+
+    @classmethod
+    def trained_model_types(cls) -> tuple[str, ...]:
+        """Every model type the classes of this module train."""
+        return cls.model_types
 
     def resolve(self, config: TrainConfig) -> TrainConfig:
         """``config`` with the family's defaults in place of ``None`` (logged by the run).

@@ -1,26 +1,39 @@
-"""The Qwen-VL families (``qwen2_vl``, ``qwen2_5_vl``, ``qwen3_vl``, ``qwen3_5``) as the trainer
-sees them, through transformers' ``AutoModelForImageTextToText``.
+"""The vision-language families of the generic backbone as the trainer sees them, through
+transformers' ``AutoModelForImageTextToText``: the Qwen-VL families (``qwen2_vl``,
+``qwen2_5_vl``, ``qwen3_vl``, ``qwen3_5``), Gemma 3 (``gemma3``) and InternVL (``internvl``).
+
+One implementation for all; what differs between families comes from two places. The scoring
+side's family adapter (:func:`artquant_model.backbones.hf_vlm.families.vlm_family`) says how a
+picture is written into the text (the template's placeholder and what the family's processor
+writes for it), how pictures become pixels and which picture inputs and token-type marks the
+model takes; the training side adds where the vision tower and the projector sit, which
+modules LoRA skips and the default resolution (:class:`HFVisionLanguageTraining` for the Qwen
+families, :class:`Gemma3Training`, :class:`InternVLTraining`).
 
 * **Conversations** are rendered with the tokenizer's own chat template, as the scoring
   backbone (:class:`artquant_model.backbones.hf_vlm.HFVisionLanguageBackbone`) renders its
   prompt: the picture then the question in the user turn, the generation prompt with thinking
   off (``enable_thinking=False``, so a thinking template writes its empty think block into the
   prompt, never into the labels), then the answer and the template's end-of-turn token. The
-  text is tokenised once, with character offsets; a token is supervised when it lies inside an
-  answer or its end-of-turn token, and the level token is the token that starts at the space
-  before the level word. Both are read from the rendered tokens, not assumed.
-* **Pictures** follow ``model.resolution``: by default fixed 448 px (every sample the same
-  length, 256 picture tokens; see the README), or native (each picture its own token count). A
-  row holds one picture placeholder until collation, which repeats it once per merged patch of
+  template's picture placeholder is replaced by what the family's processor writes for a
+  picture of one token (Gemma 3: blank lines and start/end-of-image tokens around it; InternVL:
+  ``<img>``/``</img>``). The text is tokenised once, with character offsets; a token is
+  supervised when it lies inside an answer or its end-of-turn token, and the level token is the
+  token that starts at the space before the level word. Both are read from the rendered
+  tokens, not assumed.
+* **Pictures** follow ``model.resolution``: by default fixed (Qwen: 448 px, 256 picture
+  tokens; Gemma 3 and InternVL: one tile of the vision tower's size, padded to a square), so
+  every sample has the same length (see the README), or native (each picture its own token
+  count). A row holds one picture token until collation, which repeats it once per token of
   that picture and pads the rows on the right. The release's spec records the resolution, so
   the SDK scores as the run trained.
 * **The loss** runs the language model to its last hidden states and applies the LM head only
   at the positions that predict supervised tokens
   (:func:`artquant_train.losses.supervised_positions`), never the full ``B x L x V`` logits.
-* **Trainable parts** (defaults): LoRA on every linear layer of the language model, the merger
-  (projector) trained in full, the vision tower frozen. With LoRA, fully trained modules are
-  peft ``modules_to_save``, so the release is a plain peft adapter folder that
-  ``PeftModel.from_pretrained`` restores completely.
+* **Trainable parts** (defaults): LoRA on every linear layer of the language model, the
+  projector (Qwen's merger, Gemma 3's and InternVL's ``multi_modal_projector``) trained in full,
+  the vision tower frozen. With LoRA, fully trained modules are peft ``modules_to_save``, so the
+  release is a plain peft adapter folder that ``PeftModel.from_pretrained`` restores completely.
 """
 
 from __future__ import annotations
@@ -32,7 +45,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -53,6 +66,9 @@ from artquant_train.losses import (
 )
 from artquant_train.modeling import TrainingForward, core_model, enable_checkpointing
 
+if TYPE_CHECKING:
+    from artquant_model.backbones.hf_vlm.families import VLMFamily
+
 logger = logging.getLogger(__name__)
 
 #: The training data's picture marker (removed from the text; the template places the picture).
@@ -71,8 +87,12 @@ QWEN_LM_LINEARS = (
     "in_proj_z",
     "out_proj",
 )
+#: Gemma 3's and InternVL's language models (Gemma 3, Qwen2) have only attention and MLP linears.
+LM_LINEARS = QWEN_LM_LINEARS[:7]
 _VISUAL = "model.visual"
-_PROJECTORS = ("merger", "deepstack_merger_list")
+_PROJECTORS = ("model.visual.merger", "model.visual.deepstack_merger_list")
+_TOWER = "model.vision_tower"
+_PROJECTOR = "model.multi_modal_projector"
 _LLM = "model.language_model"
 _EMBEDDINGS = ("model.language_model.embed_tokens", "lm_head")
 _MARKER = "ARTQUANTANSWERMARKER"
@@ -135,13 +155,14 @@ def encode_chat(
     max_length: int | None = None,
     image_token_id: int,
     system_prompt: str | None = None,
+    picture: tuple[str, str] | None = None,
 ) -> EncodedConversation:
     """Tokenise a conversation with the tokenizer's chat template, answers supervised.
 
-    The picture goes first in the first user turn (one placeholder token, expanded at
-    collation). Each round's prompt is the template's rendering of the conversation so far with
-    the generation prompt and thinking off; the answer follows with the template's end-of-turn
-    text.
+    The picture goes first in the first user turn (one picture token, expanded at collation).
+    Each round's prompt is the template's rendering of the conversation so far with the
+    generation prompt and thinking off, the picture placeholder replaced as ``picture`` says;
+    the answer follows with the template's end-of-turn text.
 
     Args:
         conversation: the sample's turns (``from``/``value`` or ``role``/``content``).
@@ -150,8 +171,14 @@ def encode_chat(
         score_levels: ``(prefix_ids, level_ids)`` for a score sample, else ``None``.
         level_prefix: the text before the level word in the first answer.
         max_length: keep at most this many ids (before the picture's expansion).
-        image_token_id: the picture placeholder's id.
+        image_token_id: the picture token's id.
         system_prompt: a system message, ``None`` for the template's default.
+        picture: ``(placeholder, picture_text)``: the text the template writes for a picture
+            and what the family's processor writes instead for a picture of one token
+            (:meth:`~artquant_model.backbones.hf_vlm.families.VLMFamily.placeholder` /
+            :meth:`~artquant_model.backbones.hf_vlm.families.VLMFamily.picture_text`); ``None``
+            keeps the template's text (the Qwen families, whose placeholder is the picture
+            token).
 
     Returns:
         The ids (one ``image_token_id``), labels, answer ranges and level index.
@@ -180,6 +207,8 @@ def encode_chat(
                 messages, add_generation_prompt=True, tokenize=False, enable_thinking=False
             )
         )
+        if picture is not None:
+            prompt = prompt.replace(*picture)
         if not prompt.startswith(text):
             raise SampleError(
                 "the chat template renders earlier rounds differently once a later one is "
@@ -247,27 +276,41 @@ def encode_chat(
 
 
 def collate_chat(
-    rows: Sequence[dict[str, Any]], *, pad_token_id: int, image_token_id: int, merge_size: int
+    rows: Sequence[dict[str, Any]],
+    *,
+    pad_token_id: int,
+    image_token_id: int,
+    merge_size: int,
+    family: VLMFamily | None = None,
 ) -> dict[str, Any]:
-    """Expand each row's picture placeholder to its token count and pad on the right.
+    """Expand each row's picture token to its token count and pad on the right.
 
     Args:
-        rows: :class:`~artquant_train.data.TrainingDataset` rows whose ``image`` is a
-            one-picture :class:`~artquant_model.backbones.hf_vlm.VisionBatch`.
+        rows: :class:`~artquant_train.data.TrainingDataset` rows whose ``image`` is one
+            picture of the family's batch type (a
+            :class:`~artquant_model.backbones.hf_vlm.VisionBatch` for Qwen, a
+            :class:`~artquant_model.TileBatch` for Gemma 3 and InternVL).
         pad_token_id: the padding id.
-        image_token_id: the placeholder's id.
-        merge_size: patches merged per side into one language-model token.
+        image_token_id: the picture token's id.
+        merge_size: patches merged per side into one language-model token (Qwen).
+        family: the scoring side's
+            :class:`~artquant_model.backbones.hf_vlm.families.VLMFamily` (its token-type key
+            and picture inputs); ``None`` for the Qwen families.
 
     Returns:
-        ``input_ids`` / ``labels`` / ``attention_mask`` / ``mm_token_type_ids`` ``[B, T]``,
-        ``pixel_values`` (the pictures' patches, in row order) and ``image_grid_thw``
-        ``[B, 3]``, ``level_rank`` ``[B]``, ``level_probs`` ``[B, K]``, ``index`` ``[B]``.
+        ``input_ids`` / ``labels`` / ``attention_mask`` ``[B, T]``, the family's token-type
+        marks ``[B, T]`` (Qwen ``mm_token_type_ids``, Gemma 3 ``token_type_ids``, 1 on picture
+        tokens), its picture inputs (``pixel_values`` in row order and, for Qwen,
+        ``image_grid_thw`` ``[B, 3]``), ``level_rank`` ``[B]``, ``level_probs`` ``[B, K]``,
+        ``index`` ``[B]``.
 
     Raises:
         ValueError: no rows.
     """
-    from artquant_model.backbones.hf_vlm.processing_hf_vlm import VisionBatch
+    from artquant_model.backbones.hf_vlm.families import vlm_family
 
+    if family is None:
+        family = vlm_family("qwen2_vl")
     if not rows:
         raise ValueError("cannot collate an empty batch")
     expanded: list[tuple[list[int], list[int]]] = []
@@ -289,60 +332,80 @@ def collate_chat(
         input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         labels_out[i, : len(ids)] = torch.tensor(labels, dtype=torch.long)
         mask[i, : len(ids)] = 1
-    pixels = VisionBatch.stack([row["image"] for row in rows])
-    return {
+    batch: dict[str, Any] = {
         "input_ids": input_ids,
         "labels": labels_out,
         "attention_mask": mask,
-        "mm_token_type_ids": ((input_ids == image_token_id) & (mask == 1)).to(torch.int32),
-        "pixel_values": pixels.pixel_values,
-        "image_grid_thw": pixels.image_grid_thw,
-        "level_rank": torch.tensor([row["level_rank"] for row in rows], dtype=torch.long),
-        "level_probs": torch.tensor([row["level_probs"] for row in rows], dtype=torch.float32),
-        "index": torch.tensor([row["index"] for row in rows], dtype=torch.long),
     }
+    if family.type_ids_key is not None:
+        marks = (input_ids == image_token_id) & (mask == 1)
+        batch[family.type_ids_key] = marks.to(torch.int32)
+    pixels = family.batch_type.stack([row["image"] for row in rows])
+    # float32 on the CPU; loss_sums casts the pixels to the compute dtype on the device
+    batch.update(family.pixel_inputs(pixels, torch.device("cpu"), torch.float32))
+    batch.update(
+        level_rank=torch.tensor([row["level_rank"] for row in rows], dtype=torch.long),
+        level_probs=torch.tensor([row["level_probs"] for row in rows], dtype=torch.float32),
+        index=torch.tensor([row["index"] for row in rows], dtype=torch.long),
+    )
+    return batch
+
+
+#: Keys of a collated batch that are not model inputs.
+_NOT_INPUTS = frozenset({"labels", "level_rank", "level_probs", "index"})
 
 
 class ChatTrainingForward(TrainingForward):
     """Language model to its hidden states, the LM head at the picked positions only."""
 
     def forward(  # type: ignore[override]
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        mm_token_type_ids: torch.Tensor,
-        pixel_values: torch.Tensor,
-        image_grid_thw: torch.Tensor,
-        rows: torch.Tensor,
-        cols: torch.Tensor,
+        self, rows: torch.Tensor, cols: torch.Tensor, **inputs: torch.Tensor
     ) -> torch.Tensor:
-        """Return ``[N, V]`` logits at ``(rows[i], cols[i])``."""
+        """Return ``[N, V]`` logits at ``(rows[i], cols[i])``.
+
+        Args:
+            rows, cols: the positions whose logits the loss needs.
+            **inputs: the model's inputs (``input_ids``, ``attention_mask``, the family's
+                token-type marks and picture inputs).
+        """
         core = core_model(self.model)
-        hidden = core.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            mm_token_type_ids=mm_token_type_ids,
-            pixel_values=pixel_values,
-            image_grid_thw=image_grid_thw,
-            use_cache=False,
-        ).last_hidden_state
+        hidden = core.model(**inputs, use_cache=False).last_hidden_state
         logits: torch.Tensor = core.get_output_embeddings()(hidden[rows, cols])
         return logits
 
 
-def _groups(core: nn.Module) -> dict[str, list[str]]:
-    """Module names of the vision tower, the projector(s), the LM and the embeddings."""
-    visual = core.get_submodule(_VISUAL)
-    groups: dict[str, list[str]] = {"vision": [], "projector": []}
-    for name, child in visual.named_children():
-        group = groups["projector" if name in _PROJECTORS else "vision"]
-        if isinstance(child, nn.ModuleList | nn.ModuleDict):
-            # peft's modules_to_save wraps modules that run, not containers: list the items
-            group += [f"{_VISUAL}.{name}.{item}" for item, _ in child.named_children()]
-        else:
-            group.append(f"{_VISUAL}.{name}")
-    if any(True for _ in visual.named_parameters(recurse=False)):
-        raise TrainError(f"{type(visual).__name__} holds parameters outside its sub-modules")
+def _runnable(name: str, module: nn.Module) -> list[str]:
+    """``name``, or its items when it is a container: peft's ``modules_to_save`` wraps modules
+    that run, not containers."""
+    if isinstance(module, nn.ModuleList | nn.ModuleDict):
+        return [f"{name}.{item}" for item, _ in module.named_children()]
+    return [name]
+
+
+def _groups(core: nn.Module, vision: str, projectors: Sequence[str]) -> dict[str, list[str]]:
+    """Module names of the vision tower, the projector(s), the LM and the embeddings.
+
+    Args:
+        core: the model.
+        vision: the vision tower's module name.
+        projectors: the projectors' module names (those the model lacks are skipped); when
+            they lie inside the vision tower (Qwen's merger), the vision group is the tower's
+            other children.
+    """
+    present = [p for p in projectors if _has(core, p)]
+    groups: dict[str, list[str]] = {
+        "vision": [],
+        "projector": [n for p in present for n in _runnable(p, core.get_submodule(p))],
+    }
+    tower = core.get_submodule(vision)
+    if not any(_under(p, [vision]) for p in present):
+        groups["vision"] = [vision]
+    else:
+        for name, child in tower.named_children():
+            if f"{vision}.{name}" not in present:
+                groups["vision"] += _runnable(f"{vision}.{name}", child)
+        if any(True for _ in tower.named_parameters(recurse=False)):
+            raise TrainError(f"{type(tower).__name__} holds parameters outside its sub-modules")
     return {
         **groups,
         "llm": [_LLM],
@@ -350,12 +413,27 @@ def _groups(core: nn.Module) -> dict[str, list[str]]:
     }
 
 
+def _has(core: nn.Module, name: str) -> bool:
+    try:
+        core.get_submodule(name)
+    except AttributeError:
+        return False
+    return True
+
+
 def _under(name: str, prefixes: Sequence[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
 class HFVisionLanguageTraining(TrainingBackbone):
-    """The Qwen-VL families (see the module docstring for the defaults and why)."""
+    """The generic backbone's families; the class itself trains the Qwen-VL families, and
+    :class:`Gemma3Training` / :class:`InternVLTraining` change only where their parts sit and
+    the default resolution (see the module docstring for the defaults and why).
+
+    Class attributes (besides :class:`TrainingBackbone`'s):
+        vision_tower: the vision tower's module name.
+        projectors: the projectors' module names (trained in full by default).
+    """
 
     family: ClassVar[str] = "hf_vlm"
     model_types: ClassVar[tuple[str, ...]] = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5")
@@ -363,15 +441,39 @@ class HFVisionLanguageTraining(TrainingBackbone):
     lora_exclude: ClassVar[tuple[str, ...]] = (_VISUAL,)
     train_vision_model: ClassVar[bool] = False
     train_projector: ClassVar[bool] = True
+    vision_tower: ClassVar[str] = _VISUAL
+    projectors: ClassVar[tuple[str, ...]] = _PROJECTORS
 
-    def resolve(self, config: TrainConfig) -> TrainConfig:
-        """The family defaults, and ``model.resolution`` fixed 448 px when not set."""
+    @classmethod
+    def for_model_type(cls, model_type: str) -> type[TrainingBackbone] | None:
+        """The class of this module that trains ``model_type``, if any."""
+        for variant in (HFVisionLanguageTraining, Gemma3Training, InternVLTraining):
+            if model_type in variant.model_types:
+                return variant
+        return None
+
+    @classmethod
+    def trained_model_types(cls) -> tuple[str, ...]:
+        """Every model type this module trains."""
+        return (
+            *HFVisionLanguageTraining.model_types,
+            *Gemma3Training.model_types,
+            *InternVLTraining.model_types,
+        )
+
+    def default_resolution(self, config: TrainConfig) -> Any:
+        """``model.resolution`` when the configuration leaves it unset: fixed 448 px."""
         from artquant_model.spec import Resolution
 
+        return Resolution(mode="fixed", size=TRAIN_RESOLUTION)
+
+    def resolve(self, config: TrainConfig) -> TrainConfig:
+        """The family defaults, and :meth:`default_resolution` when ``model.resolution`` is
+        not set."""
         config = super().resolve(config)
         if config.model.resolution is not None:
             return config
-        fixed = Resolution(mode="fixed", size=TRAIN_RESOLUTION)
+        fixed = self.default_resolution(config)
         return config.model_copy(
             update={"model": config.model.model_copy(update={"resolution": fixed})}
         )
@@ -382,12 +484,16 @@ class HFVisionLanguageTraining(TrainingBackbone):
         return ARTQUANT_SPEC.question().prompt
 
     def load_processing(self, config: TrainConfig) -> None:
+        """Load the tokenizer and the family's image processor, and check the base.
+
+        Raises:
+            TrainError: no chat template, a slow tokenizer, or a base configuration the
+                scoring backbone refuses (e.g. Gemma's ``final_logit_softcapping``).
+        """
         from transformers import AutoConfig, AutoTokenizer
 
-        from artquant_model.backbones.hf_vlm.processing_hf_vlm import (
-            VisionImageProcessor,
-            pil_image_processor,
-        )
+        from artquant_model.backbones.hf_vlm.families import vlm_family
+        from artquant_model.spec import Resolution
 
         base = config.model.base
         tokenizer_path = config.model.tokenizer or base
@@ -398,17 +504,30 @@ class HFVisionLanguageTraining(TrainingBackbone):
             raise TrainError(f"the tokenizer at {tokenizer_path} is not a fast tokenizer")
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else self.tokenizer.eos_token_id)
+        model_config = AutoConfig.from_pretrained(os.fspath(base))
+        self.vlm_family = vlm_family(str(model_config.model_type))
+        try:
+            self.vlm_family.check(model_config)
+            self.picture = (
+                self.vlm_family.placeholder(model_config, self.tokenizer),
+                self.vlm_family.picture_text(model_config, self.tokenizer),
+            )
+        except ValueError as error:
+            raise TrainError(f"model.base {os.fspath(base)!r}: {error}") from error
         self.processor_dir = Path(config.model.image_processor or base)
-        self.image_processor = VisionImageProcessor(
-            pil_image_processor(self.processor_dir), config.model.resolution
+        # unset (a configuration that skipped resolve): the processor's own sizing
+        self.image_processor = self.vlm_family.image_processor(
+            self.processor_dir, model_config, config.model.resolution or Resolution()
         )
-        self.image_token_id = int(AutoConfig.from_pretrained(os.fspath(base)).image_token_id)
+        self.image_token_id = int(model_config.image_token_id)
 
     def load_pixels(self, path: Path) -> Any:
         return self.image_processor(path)
 
     def encoder(self, config: TrainConfig) -> Encoder:
-        return functools.partial(encode_chat, image_token_id=self.image_token_id)
+        return functools.partial(
+            encode_chat, image_token_id=self.image_token_id, picture=self.picture
+        )
 
     def collate_fn(self) -> Callable[[Sequence[dict[str, Any]]], dict[str, Any]]:
         return functools.partial(
@@ -416,6 +535,7 @@ class HFVisionLanguageTraining(TrainingBackbone):
             pad_token_id=self.pad_token_id,
             image_token_id=self.image_token_id,
             merge_size=self.image_processor.merge_size,
+            family=self.vlm_family,
         )
 
     def load_model(self, config: TrainConfig, dtype: torch.dtype) -> nn.Module:
@@ -439,7 +559,7 @@ class HFVisionLanguageTraining(TrainingBackbone):
         from artquant_train.modeling import find_lora_targets
 
         freeze = config.freeze
-        groups = _groups(model)
+        groups = _groups(model, self.vision_tower, self.projectors)
         full: list[str] = []
         if freeze.train_vision_model:
             full += groups["vision"]
@@ -518,15 +638,9 @@ class HFVisionLanguageTraining(TrainingBackbone):
     ) -> LossSums:
         positions = level_positions_from_rank(batch["labels"], batch["level_rank"])
         picked = supervised_positions(batch["labels"], positions, level_ids, kl=kl)
-        logits = wrapped(
-            batch["input_ids"],
-            batch["attention_mask"],
-            batch["mm_token_type_ids"],
-            batch["pixel_values"].to(dtype),
-            batch["image_grid_thw"],
-            picked.rows,
-            picked.cols,
-        )
+        inputs = {key: value for key, value in batch.items() if key not in _NOT_INPUTS}
+        inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
+        logits = wrapped(picked.rows, picked.cols, **inputs)
         return packed_loss_sums(logits, picked, batch["level_probs"], level_ids, kl=kl)
 
     # -- scoring and releases ------------------------------------------------------------
@@ -651,11 +765,52 @@ class HFVisionLanguageTraining(TrainingBackbone):
         return Path(folder)
 
 
+class _TiledTraining(HFVisionLanguageTraining):
+    """Gemma 3 and InternVL: a vision tower and a ``multi_modal_projector`` beside it, and a
+    language model with attention and MLP linears only."""
+
+    model_types: ClassVar[tuple[str, ...]] = ()
+    lora_targets: ClassVar[tuple[str, ...]] = LM_LINEARS
+    lora_exclude: ClassVar[tuple[str, ...]] = (_TOWER, _PROJECTOR)
+    vision_tower: ClassVar[str] = _TOWER
+    projectors: ClassVar[tuple[str, ...]] = (_PROJECTOR,)
+
+    def default_resolution(self, config: TrainConfig) -> Any:
+        """Fixed, one tile of the vision tower's size (read from the base's
+        ``preprocessor_config.json``): every picture padded to a square and seen whole."""
+        from transformers import AutoConfig
+
+        from artquant_model.backbones.hf_vlm.families import vlm_family
+        from artquant_model.spec import Resolution
+
+        base = os.fspath(config.model.base)
+        model_config = AutoConfig.from_pretrained(base)
+        folder = config.model.image_processor or base
+        tiles = vlm_family(self.model_types[0]).image_processor(folder, model_config, Resolution())
+        return Resolution(mode="fixed", size=tiles.side)
+
+
+class Gemma3Training(_TiledTraining):
+    """Gemma 3 (``model.vision_tower`` SigLIP, ``model.multi_modal_projector``, Gemma 3 LM)."""
+
+    model_types: ClassVar[tuple[str, ...]] = ("gemma3",)
+
+
+class InternVLTraining(_TiledTraining):
+    """InternVL ``-hf`` (``model.vision_tower`` InternViT, ``model.multi_modal_projector``,
+    Qwen2 LM)."""
+
+    model_types: ClassVar[tuple[str, ...]] = ("internvl",)
+
+
 __all__ = [
+    "LM_LINEARS",
     "QWEN_LM_LINEARS",
     "TRAIN_RESOLUTION",
     "ChatTrainingForward",
+    "Gemma3Training",
     "HFVisionLanguageTraining",
+    "InternVLTraining",
     "collate_chat",
     "encode_chat",
     "end_of_turn",
