@@ -29,7 +29,7 @@ import functools
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, ClassVar
@@ -607,6 +607,7 @@ class HFVisionLanguageTraining(TrainingBackbone):
         dtype: torch.dtype | None,
         level_spec: dict[str, Any],
         questions: Sequence[Any],
+        state_dict: Mapping[str, torch.Tensor] | None = None,
     ) -> Path:
         """A peft adapter folder (LoRA) or a full checkpoint, with tokenizer, preprocessor
         settings, ``artquant_spec.json`` and ``train_config.yaml``."""
@@ -617,14 +618,18 @@ class HFVisionLanguageTraining(TrainingBackbone):
                 base = str(Path(config.model.base).resolve())
                 for adapter in peft_model.peft_config.values():
                     adapter.base_model_name_or_path = base
-                peft_model.save_pretrained(os.fspath(tmp), safe_serialization=True)
+                peft_model.save_pretrained(
+                    os.fspath(tmp),
+                    state_dict=None if state_dict is None else dict(state_dict),
+                    safe_serialization=True,
+                )
             else:
                 core = core_model(prepared)
-                state = None
+                state = None if state_dict is None else dict(state_dict)
                 if dtype is not None:
                     state = {
                         name: t.to(dtype) if t.is_floating_point() else t
-                        for name, t in core.state_dict().items()
+                        for name, t in (state or core.state_dict()).items()
                     }
                 core.save_pretrained(os.fspath(tmp), state_dict=state, safe_serialization=True)
             self._write_processing(tmp, config, spec)
