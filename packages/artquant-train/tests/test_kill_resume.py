@@ -33,10 +33,15 @@ def _config(base: Path, data: dict[str, Path], run: Path, **overrides: Any) -> A
     return tiny_run_config(base, data, run, **OVERRIDES, **overrides)
 
 
-def _saved_config(base: Path, data: dict[str, Path], run: Path) -> Path:
-    path = run.parent / f"{run.name}.yaml"
-    _config(base, data, run).save(path)
-    return path
+@pytest.fixture
+def run_and_config(
+    tiny_qwen_base: Path, small_data: dict[str, Path], tmp_path: Path
+) -> tuple[Path, Path]:
+    """A fresh run folder and the run's configuration saved as a file for the processes."""
+    run = tmp_path / "run"
+    path = tmp_path / "run.yaml"
+    _config(tiny_qwen_base, small_data, run).save(path)
+    return run, path
 
 
 def _assert_same_weights(run: Path, reference: Path) -> None:
@@ -64,10 +69,9 @@ def straight(
 
 @pytest.mark.slow
 def test_sigkill_after_a_checkpoint_then_resume_gives_the_uninterrupted_weights(
-    straight: Path, tiny_qwen_base: Path, small_data: dict[str, Path], tmp_path: Path
+    straight: Path, run_and_config: tuple[Path, Path]
 ) -> None:
-    run = tmp_path / "run"
-    config_file = _saved_config(tiny_qwen_base, small_data, run)
+    run, config_file = run_and_config
     command = [sys.executable, "-m", "artquant_train.cli", "--config", str(config_file)]
     proc = subprocess.Popen(
         command, env=worker_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -99,10 +103,12 @@ def test_sigkill_after_a_checkpoint_then_resume_gives_the_uninterrupted_weights(
 
 @pytest.mark.slow
 def test_a_checkpoint_cut_by_a_kill_while_written_is_never_resumed(
-    straight: Path, tiny_qwen_base: Path, small_data: dict[str, Path], tmp_path: Path
+    straight: Path,
+    run_and_config: tuple[Path, Path],
+    tiny_qwen_base: Path,
+    small_data: dict[str, Path],
 ) -> None:
-    run = tmp_path / "run"
-    config_file = _saved_config(tiny_qwen_base, small_data, run)
+    run, config_file = run_and_config
     cut_step = 2 * EVERY
     proc = subprocess.run(
         [sys.executable, str(HERE / "_train_kill_worker.py"), str(config_file), str(cut_step)],

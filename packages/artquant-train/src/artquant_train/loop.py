@@ -582,12 +582,19 @@ class _Run:
             min_rows=self.world,
         )
 
-    def loader(self, local_batches: list[list[int]]) -> DataLoader[Any]:
+    def loader(self, local_batches: list[list[int]], epoch: int) -> DataLoader[Any]:
+        # A DataLoader iterator draws its workers' base seed from its generator, by default
+        # the global torch generator, which also drives dropout. A run resumed in the middle
+        # of an epoch starts an iterator the uninterrupted run did not, and that extra draw
+        # would change every later dropout mask. Its own generator per epoch draws nothing
+        # from the global one and gives the workers the same seed either way.
+        generator = torch.Generator().manual_seed(self.config.run.seed * 100_003 + epoch)
         return DataLoader(
             self.dataset,
             batch_sampler=local_batches,
             collate_fn=self.backbone.collate_fn(),  # picklable
             num_workers=self.config.data.num_workers,
+            generator=generator,
         )
 
     def train_step(
@@ -978,7 +985,7 @@ def train(
                 continue
             remaining = batches[state.micro_batches_done : usable]
             local = [rank_slice(b, run.rank, run.world) for b in remaining]
-            iterator = iter(run.loader(local))
+            iterator = iter(run.loader(local, state.epoch))
             position = 0
             while position < len(remaining) and run.state.global_step < run.total_steps:
                 group = [next(iterator) for _ in range(config.run.grad_accum)]

@@ -354,6 +354,18 @@ def _under(name: str, prefixes: Sequence[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
+def _without_tied_copies(
+    core: nn.Module, state: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """A gathered state dict without the tied copies (``lm_head.weight`` of a model that ties
+    it to the input embeddings), as ``save_pretrained`` writes the live model: gathered from
+    FSDP shards the two are separate tensors, and both would be saved."""
+    tied = set(getattr(core, "all_tied_weights_keys", None) or {})
+    every = {name for name, _ in core.named_parameters(remove_duplicate=False)}
+    tied |= every - {name for name, _ in core.named_parameters()}
+    return {name: tensor for name, tensor in state.items() if name not in tied}
+
+
 class HFVisionLanguageTraining(TrainingBackbone):
     """The Qwen-VL families (see the module docstring for the defaults and why)."""
 
@@ -625,7 +637,7 @@ class HFVisionLanguageTraining(TrainingBackbone):
                 )
             else:
                 core = core_model(prepared)
-                state = None if state_dict is None else dict(state_dict)
+                state = None if state_dict is None else _without_tied_copies(core, state_dict)
                 if dtype is not None:
                     state = {
                         name: t.to(dtype) if t.is_floating_point() else t
