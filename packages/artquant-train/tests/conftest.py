@@ -21,6 +21,14 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen2.5-VL with the real Qwen2 tokenizer (skips without ../shared)."""
+    from _qwen_synthetic import save_tiny_qwen
+
+    return save_tiny_qwen(tmp_path_factory.mktemp("tiny_qwen") / "base", "qwen2_5_vl")
+
+
+@pytest.fixture(scope="session")
 def small_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """24 training images (score + description samples each) and 8 validation images."""
     return make_dataset(tmp_path_factory.mktemp("data"), n_train=24, n_val=8, seed=0)

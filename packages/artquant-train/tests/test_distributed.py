@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _launch import failure, torchrun
 from _train_ddp_worker import OVERRIDES, data_paths
 from _train_synthetic import tiny_run_config
 
 from artquant_train import StepInfo, train
-
-WORKER = Path(__file__).resolve().parent / "_train_ddp_worker.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(params=["mplug_owl2", "qwen2_5_vl"])
@@ -42,25 +31,8 @@ def test_two_processes_stay_in_step_and_equal_one_process_with_the_doubled_batch
     record = tmp_path / "record"
     record.mkdir()
     root = small_data["score"].parent
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(_free_port()),
-        str(WORKER),
-        str(tiny_base),
-        str(root),
-        str(tmp_path / "ddp"),
-        str(record),
-    ]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    proc = torchrun([tiny_base, root, tmp_path / "ddp", record])
+    assert proc.returncode == 0, failure(proc)
 
     for step in range(1, 5):
         rank0 = torch.load(record / f"rank0_step{step}.pt", weights_only=True)

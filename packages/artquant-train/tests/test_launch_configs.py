@@ -60,3 +60,43 @@ def test_config_lookup_errors_and_cli(capsys: pytest.CaptureFixture[str]) -> Non
     assert configs_main(["zero2"]) == 0
     assert capsys.readouterr().out.strip().endswith("zero2.json")
     assert configs_main(["nope"]) == 1
+
+
+def test_the_fsdp_launch_config_is_what_the_fsdp_test_runs() -> None:
+    """accelerate launch turns fsdp_config keys into FSDP_* variables; test_fsdp.py sets them."""
+    from test_fsdp import FSDP_LAUNCH
+
+    fsdp = yaml.safe_load(config_path("accelerate_fsdp.yaml").read_text())["fsdp_config"]
+    assert "fsdp_transformer_layer_cls_to_wrap" not in fsdp  # the model's own no-split modules
+    for key, value in FSDP_LAUNCH.items():
+        if key.startswith("FSDP_"):
+            assert str(fsdp[f"fsdp_{key[5:].lower()}"]).lower() == value.lower(), key
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"ACCELERATE_USE_DEEPSPEED": "true"}, "DeepSpeed to GPUs only"),
+        ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}, "FSDP version 1 runs on GPUs"),
+    ],
+)
+def test_sharded_launches_accelerate_would_turn_into_ddp_on_cpu_are_handled(
+    variables: dict[str, str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On CPU processes accelerate keeps MULTI_CPU (DDP) whatever the launch asked for."""
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from artquant_train.errors import TrainError
+    from artquant_train.loop import _sharding_on_cpu_processes
+
+    for name in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP", "FSDP_VERSION"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    cpu = SimpleNamespace(distributed_type=DistributedType.MULTI_CPU, mixed_precision="no")
+    with pytest.raises(TrainError, match=message):
+        _sharding_on_cpu_processes(cpu)
+    gpu = SimpleNamespace(distributed_type=DistributedType.MULTI_GPU)
+    _sharding_on_cpu_processes(gpu)  # accelerate's own business there

@@ -389,12 +389,13 @@ class _Run:
             ],
         )
         acc = self.accelerator
+        _sharding_on_cpu_processes(acc)
         self.rank, self.world = acc.process_index, acc.num_processes
         if acc.is_main_process:
             logger.info("resolved configuration:\n%s", config.to_yaml())
         self.sharded = acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
         plugin = acc.state.deepspeed_plugin
-        shards_weights = acc.distributed_type == DistributedType.FSDP or (
+        self.shards_weights = shards_weights = acc.distributed_type == DistributedType.FSDP or (
             plugin is not None and getattr(plugin, "zero_stage", 0) == 3
         )
         if shards_weights and config.data.val:
@@ -489,9 +490,13 @@ class _Run:
             ds_config["gradient_accumulation_steps"] = config.run.grad_accum
             ds_config["train_batch_size"] = global_batch * config.run.grad_accum
             ds_config["gradient_clipping"] = config.optim.max_grad_norm or 0.0
-        self.wrapped, self.optimizer = acc.prepare(
-            backbone.training_forward(self.prepared), self.optimizer
-        )
+        forward = backbone.training_forward(self.prepared)
+        # FSDP's default wrap policy shards each of the model's `_no_split_modules` (decoder
+        # layers, vision blocks) as its own unit; it reads them from the module it is given,
+        # which is this wrapper: without them the whole model would be one unit.
+        units = getattr(core_model(self.prepared), "_no_split_modules", None) or []
+        forward._no_split_modules = list(units)  # type: ignore[assignment]
+        self.wrapped, self.optimizer = acc.prepare(forward, self.optimizer)
         self.device = acc.device
         self.state = TrainerState(0, 0, 0, 0, world_size=self.world)
         self.validations: list[dict[str, float]] = []
@@ -516,6 +521,7 @@ class _Run:
                         child.rename(fresh / child.name)
                     tmp.rmdir()
                     self._write_state_files(fresh, rng_states)
+                prune_checkpoints(self.output_dir, self.config.checkpoint.keep_last)
         elif acc.is_main_process:
             with atomic_directory(target) as fresh:
                 save_trainable(core_model(self.prepared), fresh / TRAINABLE_FILE)
@@ -576,12 +582,19 @@ class _Run:
             min_rows=self.world,
         )
 
-    def loader(self, local_batches: list[list[int]]) -> DataLoader[Any]:
+    def loader(self, local_batches: list[list[int]], epoch: int) -> DataLoader[Any]:
+        # A DataLoader iterator draws its workers' base seed from its generator, by default
+        # the global torch generator, which also drives dropout. A run resumed in the middle
+        # of an epoch starts an iterator the uninterrupted run did not, and that extra draw
+        # would change every later dropout mask. Its own generator per epoch draws nothing
+        # from the global one and gives the workers the same seed either way.
+        generator = torch.Generator().manual_seed(self.config.run.seed * 100_003 + epoch)
         return DataLoader(
             self.dataset,
             batch_sampler=local_batches,
             collate_fn=self.backbone.collate_fn(),  # picklable
             num_workers=self.config.data.num_workers,
+            generator=generator,
         )
 
     def train_step(
@@ -701,6 +714,11 @@ class _Run:
     def export(self, folder: Path) -> None:
         acc = self.accelerator
         acc.wait_for_everyone()
+        state = None
+        if self.shards_weights:
+            # FSDP and ZeRO-3 hold a shard of each tensor per process: gather the full tensors
+            # (a collective, so every process takes part; the main process receives them)
+            state = _prepared_names(acc.get_state_dict(self.wrapped))
         if acc.is_main_process:
             self.backbone.write_release(
                 self.prepared,
@@ -709,6 +727,7 @@ class _Run:
                 dtype=None if self.weight_dtype == torch.float32 else self.weight_dtype,
                 level_spec=self.level_spec,
                 questions=self.trained_questions,
+                state_dict=state,
             )
         acc.wait_for_everyone()
 
@@ -783,7 +802,15 @@ def _write_curves(output_dir: Path, *, required: bool) -> None:
             ) from None
         logger.info("matplotlib not installed; no training_curves.png")
         return
-    figure = plot_training(output_dir, output_dir / "training_curves.png")
+    try:
+        figure = plot_training(output_dir, output_dir / "training_curves.png")
+    except TrainError as error:
+        # e.g. a resumed run whose folder lost metrics.jsonl and logged no step since: the
+        # weights are written by now, so a figure that cannot be drawn does not fail the run
+        if required:
+            raise
+        logger.info("no training_curves.png: %s", error)
+        return
     plt.close(figure)
 
 
@@ -818,6 +845,59 @@ def _changed_settings(saved: Path, config: TrainConfig) -> list[str]:
         for key in set(before) | set(after)
         if before.get(key) != after.get(key) and not key.startswith(_RESUME_FREE)
     )
+
+
+def _sharding_on_cpu_processes(accelerator: Any) -> None:
+    """Run FSDP when the launch asks for it on CPU processes (gloo).
+
+    accelerate (1.x) turns an FSDP launch (``ACCELERATE_USE_FSDP=true``, set by ``accelerate
+    launch`` with an FSDP config) into FSDP only on GPUs and other accelerators; on CPU
+    processes it keeps plain data parallelism without a word, so a run the user asked to shard
+    would hold the whole model in every process. torch's FSDP2 (``fully_shard``) shards over a
+    CPU device mesh with gloo, so the run gets the FSDP state accelerate would have given it on
+    a GPU, and ``accelerator.prepare`` shards the model.
+
+    A DeepSpeed launch on CPU processes would likewise run as plain data parallelism; it is
+    refused (DeepSpeed's own CPU support is not reachable through accelerate).
+
+    Raises:
+        TrainError: the launch asks for FSDP version 1, which needs a GPU, or for DeepSpeed.
+    """
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    if accelerator.distributed_type != DistributedType.MULTI_CPU:
+        return
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        raise TrainError(
+            "a DeepSpeed launch on CPU processes: accelerate hands DeepSpeed to GPUs only and "
+            "would run plain data parallelism here, every process holding the whole model. On "
+            "the CPU use accelerate_fsdp.yaml (FSDP2 over gloo) or accelerate_cpu_gloo.yaml"
+        )
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+        return
+    plugin = FullyShardedDataParallelPlugin()  # from the FSDP_* variables of the launch
+    if plugin.fsdp_version != 2:
+        raise TrainError(
+            f"FSDP version {plugin.fsdp_version} runs on GPUs only; on CPU processes use "
+            "fsdp_version: 2 (FSDP2, what accelerate_fsdp.yaml sets) or DDP"
+        )
+    if accelerator.mixed_precision != "no":
+        plugin.set_mixed_precision(accelerator.mixed_precision)
+    accelerator.state.fsdp_plugin = plugin
+    accelerator.state.distributed_type = DistributedType.FSDP
+    # accelerate re-reads the process-level state when it builds its state again (prepare
+    # does): set it there too, as accelerate does for the GPU types
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    if accelerator.is_main_process:
+        logger.info("FSDP2 on %d CPU processes (gloo)", accelerator.num_processes)
+
+
+def _prepared_names(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict of the training wrapper keyed as the prepared model's own (the wrapper
+    holds the prepared model as ``model``)."""
+    prefix = "model."
+    return {key.removeprefix(prefix): tensor for key, tensor in state.items()}
 
 
 def _accelerator_available() -> bool:
@@ -905,7 +985,7 @@ def train(
                 continue
             remaining = batches[state.micro_batches_done : usable]
             local = [rank_slice(b, run.rank, run.world) for b in remaining]
-            iterator = iter(run.loader(local))
+            iterator = iter(run.loader(local, state.epoch))
             position = 0
             while position < len(remaining) and run.state.global_step < run.total_steps:
                 group = [next(iterator) for _ in range(config.run.grad_accum)]

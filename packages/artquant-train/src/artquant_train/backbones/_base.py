@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -183,6 +183,7 @@ class TrainingBackbone(ABC):
         dtype: torch.dtype | None,
         level_spec: dict[str, Any],
         questions: Sequence[Any],
+        state_dict: Mapping[str, torch.Tensor] | None = None,
     ) -> Path:
         """Write ``final/`` or ``best/`` so that ``ArtQuant.from_pretrained`` loads it.
 
@@ -190,6 +191,8 @@ class TrainingBackbone(ABC):
             level_spec: the trainer's level spec document (mPLUG-Owl2 releases).
             questions: the :class:`~artquant_train.attributes.AttributeQuestion` of every
                 attribute the run trained.
+            state_dict: the full tensors of ``prepared`` by its ``state_dict`` names, gathered
+                from the processes when FSDP or ZeRO-3 shards them; ``None``: the live ones.
         """
 
     @abstractmethod

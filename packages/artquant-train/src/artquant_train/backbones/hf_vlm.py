@@ -42,7 +42,7 @@ import functools
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -425,6 +425,18 @@ def _under(name: str, prefixes: Sequence[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
+def _without_tied_copies(
+    core: nn.Module, state: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """A gathered state dict without the tied copies (``lm_head.weight`` of a model that ties
+    it to the input embeddings), as ``save_pretrained`` writes the live model: gathered from
+    FSDP shards the two are separate tensors, and both would be saved."""
+    tied = set(getattr(core, "all_tied_weights_keys", None) or {})
+    every = {name for name, _ in core.named_parameters(remove_duplicate=False)}
+    tied |= every - {name for name, _ in core.named_parameters()}
+    return {name: tensor for name, tensor in state.items() if name not in tied}
+
+
 class HFVisionLanguageTraining(TrainingBackbone):
     """The generic backbone's families; the class itself trains the Qwen-VL families, and
     :class:`Gemma3Training` / :class:`InternVLTraining` change only where their parts sit and
@@ -721,6 +733,7 @@ class HFVisionLanguageTraining(TrainingBackbone):
         dtype: torch.dtype | None,
         level_spec: dict[str, Any],
         questions: Sequence[Any],
+        state_dict: Mapping[str, torch.Tensor] | None = None,
     ) -> Path:
         """A peft adapter folder (LoRA) or a full checkpoint, with tokenizer, preprocessor
         settings, ``artquant_spec.json`` and ``train_config.yaml``."""
@@ -731,14 +744,18 @@ class HFVisionLanguageTraining(TrainingBackbone):
                 base = str(Path(config.model.base).resolve())
                 for adapter in peft_model.peft_config.values():
                     adapter.base_model_name_or_path = base
-                peft_model.save_pretrained(os.fspath(tmp), safe_serialization=True)
+                peft_model.save_pretrained(
+                    os.fspath(tmp),
+                    state_dict=None if state_dict is None else dict(state_dict),
+                    safe_serialization=True,
+                )
             else:
                 core = core_model(prepared)
-                state = None
+                state = None if state_dict is None else _without_tied_copies(core, state_dict)
                 if dtype is not None:
                     state = {
                         name: t.to(dtype) if t.is_floating_point() else t
-                        for name, t in core.state_dict().items()
+                        for name, t in (state or core.state_dict()).items()
                     }
                 core.save_pretrained(os.fspath(tmp), state_dict=state, safe_serialization=True)
             self._write_processing(tmp, config, spec)

@@ -10,7 +10,7 @@ logits, the LoRA release with ``non_lora_trainables.bin`` and ``artquant_spec.js
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -157,6 +157,7 @@ class MPLUGOwl2Training(TrainingBackbone):
         dtype: torch.dtype | None,
         level_spec: dict[str, Any],
         questions: Sequence[Any],
+        state_dict: Mapping[str, torch.Tensor] | None = None,
     ) -> Path:
         from artquant_train.export import write_release
 
@@ -168,6 +169,7 @@ class MPLUGOwl2Training(TrainingBackbone):
             config=config,
             dtype=dtype,
             level_spec=level_spec,
+            state_dict=state_dict,
         )
 
     def merge_release(
