@@ -184,33 +184,50 @@ def run_vlm(args: Any, recorder: Any, paths: list[Path], device: torch.device, d
         image_size=side,
         resolution=args.resolution,
         tokens_first_picture=tokens,
+        # run once per batch instead of once per picture (0 where the model cannot share it)
+        shared_prefix_tokens=len(before) if scorer.backbone.shares_prefix(before) else 0,
     )
 
     product: dict[int, list[float]] = {}
+    # the shared prompt prefix on (the default), then, when asked, off: the same batches, one
+    # right after the other, so both see the same load
+    variants = [("product", True)]
+    if getattr(args, "compare_full_sequence", False):
+        variants.append(("product_full_sequence", False))
     for repeat in range(args.repeats):
         for batch_size in args.batch_sizes:
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            start = time.perf_counter()
-            results = scorer.score(paths, batch_size=batch_size, progress=False)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds = time.perf_counter() - start
-            product[batch_size] = [r.score for r in results]
-            recorder.emit(
-                kind="product",
-                batch_size=batch_size,
-                repeat=repeat,
-                images=len(paths),
-                images_per_s=len(paths) / seconds,
-                ms_per_image=1000 * seconds / len(paths),
-                peak_device_gib=(
-                    torch.cuda.max_memory_allocated(device) / 2**30
-                    if device.type == "cuda"
-                    else None
-                ),
-                load_average=_load(),
-            )
+            for kind, share in variants:
+                scorer.backbone.share_prefix = share
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                start = time.perf_counter()
+                results = scorer.score(paths, batch_size=batch_size, progress=False)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                seconds = time.perf_counter() - start
+                scores = [r.score for r in results]
+                shared = product.setdefault(batch_size, scores)
+                extra = {}
+                if not share:
+                    extra["max_score_difference_to_shared"] = max(
+                        abs(a - b) for a, b in zip(scores, shared, strict=True)
+                    )
+                recorder.emit(
+                    kind=kind,
+                    batch_size=batch_size,
+                    repeat=repeat,
+                    images=len(paths),
+                    images_per_s=len(paths) / seconds,
+                    ms_per_image=1000 * seconds / len(paths),
+                    peak_device_gib=(
+                        torch.cuda.max_memory_allocated(device) / 2**30
+                        if device.type == "cuda"
+                        else None
+                    ),
+                    load_average=_load(),
+                    **extra,
+                )
+    scorer.backbone.share_prefix = True
     if args.no_baseline:
         return
     count = min(len(paths), args.baseline_images or 64)

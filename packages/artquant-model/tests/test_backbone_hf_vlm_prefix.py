@@ -1,9 +1,9 @@
 """The generic backbone's shared prompt prefix: the text before the picture runs once per batch.
 
 For every family without linear-attention layers (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Gemma 3,
-InternVL), in native and fixed resolution, scores through the shared prefix must equal the full-
-sequence path (``share_prefix`` off: one left-padded pass per batch) at batch sizes 1, 2 and 5
-with pictures of different sizes, and in fixed resolution the plain transformers procedure
+InternVL), in native and fixed resolution, scores through the shared prefix must equal the
+full-sequence path (``share_prefix`` off: one left-padded pass per batch) at batch sizes 1, 2
+and 5 with pictures of different sizes, and in fixed resolution the plain transformers procedure
 (``reference_vlm_scores``, one picture per forward). In native resolution the plain procedure is
 the reference of test_backbone_hf_vlm.py and test_backbone_tiled_vlm.py, whose backbones take
 the shared path by default (asserted here for the same settings). Tolerance 1e-5 on 1-10 scores

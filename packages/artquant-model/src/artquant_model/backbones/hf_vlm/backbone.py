@@ -17,10 +17,15 @@ How a score is read (the same as the plain transformers procedure, tested agains
    marks them, so the model builds its multimodal rotary positions (mrope) from the picture's
    grid. Without it Qwen2.5-VL silently falls back to plain positions and scores move by more
    than 2 points on 1-10.
-3. A batch is padded on the **left** with an attention mask, so every row ends at its read
-   position; the model derives each row's positions from the mask, so a row scores as it does
-   alone (float32: within 1e-5).
-4. Only the K level-word rows of the LM head are applied, at the last position only.
+3. The text before the picture (system turn, user-turn opening) is the same for every picture:
+   it runs once per batch as one row, and each picture continues its keys and values with its
+   picture tokens and the text after them, padded on the **right** and read at its last real
+   token, at the positions of the full sequence (``share_prefix``; see
+   :meth:`HFVisionLanguageBackbone.level_logits`). Without it (Qwen3.5, or ``share_prefix``
+   off) a batch is padded on the **left** with an attention mask, so every row ends at its read
+   position, and positions come from the mask. Either way a row scores as it does alone
+   (float32: within 1e-5).
+4. Only the K level-word rows of the LM head are applied, at the read position only.
 
 Example:
     >>> import torch
@@ -89,6 +94,12 @@ class HFVisionLanguageBackbone(Backbone):
             the Qwen families, a :class:`TileImageProcessor` for Gemma 3 and InternVL).
         spec: The scorer spec (default :data:`artquant_model.spec.ARTQUANT_SPEC`).
 
+    Attributes:
+        share_prefix: Run the text before the picture once per batch (default True; see
+            :meth:`level_logits`). False runs every picture's whole sequence, left-padded.
+        sliding_window: The model's sliding-window size where it has such layers (Gemma 3),
+            else None.
+
     Raises:
         ValueError: The tokenizer has no chat template, the template writes no image
             placeholder, or a level word is missing / shares its first token with another.
@@ -124,13 +135,10 @@ class HFVisionLanguageBackbone(Backbone):
         self.recurrent = any(
             kind == "linear_attention" for kind in getattr(text_config, "layer_types", None) or ()
         )
-        # Gemma 3's sliding-window layers (None: every layer attends to the whole sequence)
         kinds = getattr(text_config, "layer_types", None) or ()
         self.sliding_window: int | None = (
             int(text_config.sliding_window) if "sliding_attention" in kinds else None
         )
-        #: Run the text before the picture once per batch (see level_logits); False runs
-        #: every picture's whole sequence (the measurement's baseline).
         self.share_prefix = True
         pad = tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else tokenizer.eos_token_id)
