@@ -189,11 +189,13 @@ def run_vlm(args: Any, recorder: Any, paths: list[Path], device: torch.device, d
     )
 
     product: dict[int, list[float]] = {}
-    # the shared prompt prefix on (the default), then, when asked, off: the same batches, one
-    # right after the other, so both see the same load
-    variants = [("product", True)]
-    if getattr(args, "compare_full_sequence", False):
-        variants.append(("product_full_sequence", False))
+    # the backbone's default, then, when asked, the shared prompt prefix the other way: the
+    # same batches one right after the other, so both see the same load
+    default = bool(scorer.backbone.share_prefix)
+    variants = [("product", default)]
+    if getattr(args, "compare_shared_prefix", False):
+        other = "product_full_sequence" if default else "product_shared_prefix"
+        variants.append((other, not default))
     for repeat in range(args.repeats):
         for batch_size in args.batch_sizes:
             for kind, share in variants:
@@ -208,8 +210,8 @@ def run_vlm(args: Any, recorder: Any, paths: list[Path], device: torch.device, d
                 scores = [r.score for r in results]
                 shared = product.setdefault(batch_size, scores)
                 extra = {}
-                if not share:
-                    extra["max_score_difference_to_shared"] = max(
+                if share != default:
+                    extra["max_score_difference_to_product"] = max(
                         abs(a - b) for a, b in zip(scores, shared, strict=True)
                     )
                 recorder.emit(
@@ -227,7 +229,7 @@ def run_vlm(args: Any, recorder: Any, paths: list[Path], device: torch.device, d
                     load_average=_load(),
                     **extra,
                 )
-    scorer.backbone.share_prefix = True
+    scorer.backbone.share_prefix = default
     if args.no_baseline:
         return
     count = min(len(paths), args.baseline_images or 64)

@@ -5,12 +5,12 @@ InternVL), in native and fixed resolution, scores through the shared prefix must
 full-sequence path (``share_prefix`` off: one left-padded pass per batch) at batch sizes 1, 2
 and 5 with pictures of different sizes, and in fixed resolution the plain transformers procedure
 (``reference_vlm_scores``, one picture per forward). In native resolution the plain procedure is
-the reference of test_backbone_hf_vlm.py and test_backbone_tiled_vlm.py, whose backbones take
-the shared path by default (asserted here for the same settings). Tolerance 1e-5 on 1-10 scores
-and probabilities (fp32): the prefix runs as a batch of one and the rest as a right-padded
-continuation, so rows differ from the full pass only by float32 reordering inside matrix
-products; a wrong position, mask, picture mark or read index moves a score by far more than
-1e-3.
+the reference of the full-sequence path (``share_prefix`` is off by default) in
+test_backbone_hf_vlm.py and test_backbone_tiled_vlm.py, which the shared path equals here.
+Tolerance 1e-5 on 1-10 scores and probabilities (fp32): the prefix runs as a batch of one and
+the rest as a right-padded continuation, so rows differ from the full pass only by float32
+reordering inside matrix products; a wrong position, mask, picture mark or read index moves a
+score by far more than 1e-3.
 
 The tests also count what the language model receives (a forward pre-hook on it): one row of the
 prefix's length, then rows without it, so the shared path is really taken; and what the vision
@@ -106,6 +106,8 @@ def test_shared_prefix_equals_the_full_sequence_and_the_plain_procedure(
     spec = ARTQUANT_SPEC.model_copy(update={"resolution": resolution or Resolution()})
     backbone = load_backbone(folder, spec=spec)
     assert isinstance(backbone, HFVisionLanguageBackbone)
+    assert not backbone.share_prefix  # the default (see the class docstring)
+    backbone.share_prefix = True
     question = spec.question()
     before, after = backbone.prompt_ids(question.prompt, stem=question.stem)
     assert backbone.shares_prefix(before)

@@ -18,11 +18,11 @@ How a score is read (the same as the plain transformers procedure, tested agains
    grid. Without it Qwen2.5-VL silently falls back to plain positions and scores move by more
    than 2 points on 1-10.
 3. The text before the picture (system turn, user-turn opening) is the same for every picture:
-   it runs once per batch as one row, and each picture continues its keys and values with its
-   picture tokens and the text after them, padded on the **right** and read at its last real
-   token, at the positions of the full sequence (``share_prefix``; see
-   :meth:`HFVisionLanguageBackbone.level_logits`). Without it (Qwen3.5, or ``share_prefix``
-   off) a batch is padded on the **left** with an attention mask, so every row ends at its read
+   with ``share_prefix`` on, it runs once per batch as one row, and each picture continues its
+   keys and values with its picture tokens and the text after them, padded on the **right**
+   and read at its last real token, at the positions of the full sequence (see
+   :meth:`HFVisionLanguageBackbone.level_logits`). Without it (the default; always on Qwen3.5)
+   a batch is padded on the **left** with an attention mask, so every row ends at its read
    position, and positions come from the mask. Either way a row scores as it does alone
    (float32: within 1e-5).
 4. Only the K level-word rows of the LM head are applied, at the read position only.
@@ -64,13 +64,14 @@ class _PicturePass:
         hidden: ``[N, hidden]`` final states at each row's last real token.
         cache: The key/value cache of every column (None unless kept).
         mask: ``[N, columns]`` attention mask of the cache's columns.
-        following: ``[N]`` the position that follows each row's last real token.
+        following: ``[N]`` the position that follows each row's last real token (None unless
+            the cache is kept).
     """
 
     hidden: torch.Tensor
     cache: Any
     mask: torch.Tensor
-    following: torch.Tensor
+    following: torch.Tensor | None
 
 
 #: ``config.json`` ``model_type`` values this backbone is tested on (one adapter per family,
@@ -95,8 +96,11 @@ class HFVisionLanguageBackbone(Backbone):
         spec: The scorer spec (default :data:`artquant_model.spec.ARTQUANT_SPEC`).
 
     Attributes:
-        share_prefix: Run the text before the picture once per batch (default True; see
-            :meth:`level_logits`). False runs every picture's whole sequence, left-padded.
+        share_prefix: Run the text before the picture once per batch (see
+            :meth:`level_logits`). Off by default: on the shared 2-core CPU it was measured
+            slower, not faster (benchmarks/NOTES.md), while it saves 5 % of a 448 px
+            sequence's language-model tokens; turn it on where a measurement says so.
+            Scores are the same either way (float32: within 1e-5).
         sliding_window: The model's sliding-window size where it has such layers (Gemma 3),
             else None.
 
@@ -139,7 +143,7 @@ class HFVisionLanguageBackbone(Backbone):
         self.sliding_window: int | None = (
             int(text_config.sliding_window) if "sliding_attention" in kinds else None
         )
-        self.share_prefix = True
+        self.share_prefix = False
         pad = tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else tokenizer.eos_token_id)
         self._prompts: dict[tuple[str, str | None], tuple[list[int], list[int]]] = {}
@@ -439,6 +443,9 @@ class HFVisionLanguageBackbone(Backbone):
             inputs = self.build_inputs(pixels, before, after)
             output = base(**inputs, use_cache=keep_cache)
             mask = inputs["attention_mask"]
+            hidden = output.last_hidden_state[:, -1, :]
+            if not keep_cache:
+                return _PicturePass(hidden, None, mask, None)
             if self.vlm_family.positions_from_mask:
                 following = inputs["position_ids"][:, -1] + 1
             else:
@@ -451,9 +458,7 @@ class HFVisionLanguageBackbone(Backbone):
                 # one past the last position: for text the three axes are alike; for a
                 # picture the next text position is one past its largest (t, h or w)
                 following = positions[..., -1].amax(dim=0) + 1
-            hidden = output.last_hidden_state[:, -1, :]
-            cache = getattr(output, self._cache_keyword) if keep_cache else None
-            return _PicturePass(hidden, cache, mask, following)
+            return _PicturePass(hidden, getattr(output, self._cache_keyword), mask, following)
 
         keyword = self._cache_keyword
         count = len(pixels)
@@ -513,7 +518,8 @@ class HFVisionLanguageBackbone(Backbone):
         return LevelScores(score=closed.score, std=closed.std, probs=closed.probs, logits=logits)
 
     def score(self, pixels: Any, *, question: str = TOTAL) -> LevelScores:
-        """Score a batch (see :meth:`Backbone.score`); one forward pass."""
+        """Score a batch (see :meth:`Backbone.score`): one forward pass over the pictures,
+        after the shared prefix's one row (see :meth:`level_logits`)."""
         return self._scores(self.level_logits(pixels, question=question))
 
     def score_questions(
@@ -580,7 +586,8 @@ class HFVisionLanguageBackbone(Backbone):
             done = self._picture_pass(
                 pixels, before, afters[0][:common], share=share, keep_cache=True
             )
-            cache = done.cache
+            cache, following = done.cache, done.following
+            assert following is not None  # kept with the cache
             ids = torch.full((count * width, longest), self.pad_token_id, dtype=torch.long)
             mask = torch.zeros((count * width, longest), dtype=torch.long)
             ends = torch.zeros(count * width, dtype=torch.long)
@@ -590,7 +597,7 @@ class HFVisionLanguageBackbone(Backbone):
                 ends[slot::width] = len(tail) - 1
             cache.batch_repeat_interleave(width)  # row = picture * width + question
             # positions continue each picture's: one past its last real token's
-            position_ids = self._plain_positions(done.following.repeat_interleave(width), longest)
+            position_ids = self._plain_positions(following.repeat_interleave(width), longest)
             full_mask = torch.cat(
                 [done.mask.repeat_interleave(width, dim=0), mask.to(device)], dim=1
             )
