@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +74,31 @@ def tiny_vlm_dirs(tmp_path_factory: pytest.TempPathFactory, qwen2_tokenizer_dir:
         return made[model_type]
 
     return folder
+
+
+@pytest.fixture(scope="session")
+def qwen3_5_tokenizer_dir() -> Path:
+    """The real Qwen3.5 tokenizer, built offline by ``tools/qwen3_5_tokenizer/build.py``
+    (``$ARTQUANT_QWEN3_5_TOKENIZER`` or ``~/.cache/artquant/tokenizers/qwen3_5``)."""
+    from artquant_model.testing import qwen3_5_tokenizer_dir, qwen3_5_tokenizer_missing
+
+    if reason := qwen3_5_tokenizer_missing():
+        pytest.skip(reason)
+    return qwen3_5_tokenizer_dir()
+
+
+@pytest.fixture(scope="session")
+def qwen3_5_tokenizer(qwen3_5_tokenizer_dir: Path) -> Any:
+    """The real Qwen3.5 tokenizer, loaded once (a 248k-token tokenizer.json takes seconds)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(qwen3_5_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_5_dir(tmp_path_factory: pytest.TempPathFactory, qwen3_5_tokenizer: Any) -> Path:
+    """A saved tiny random Qwen3.5 with the real Qwen3.5 tokenizer (248,320-row vocabulary)."""
+    from artquant_model.testing import save_tiny_vlm
+
+    folder = tmp_path_factory.mktemp("tiny_qwen3_5") / "qwen3_5"
+    return save_tiny_vlm(folder, "qwen3_5", qwen3_5_tokenizer)

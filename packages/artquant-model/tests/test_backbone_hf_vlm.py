@@ -1,5 +1,5 @@
 """The generic backbone against the plain transformers procedure, on tiny random Qwen-family
-models with the real Qwen2 tokenizer (fp32, CPU).
+models with the real Qwen2 tokenizer, and Qwen3.5 also with its own real tokenizer (fp32, CPU).
 
 Tolerance 1e-5 on scores (1-10 scale) and probabilities: a batch is left-padded and runs every
 row through the same kernels, so rows differ from their batch-of-one result only by float32
@@ -29,6 +29,15 @@ ATOL = 1e-5
 SIZES = [(40, 60), (64, 64), (100, 50), (30, 90), (260, 220)]
 #: the Qwen families (Gemma 3 and InternVL: test_backbone_tiled_vlm.py)
 QWEN_TYPES = [t for t in TINY_VLM_MODEL_TYPES if t.startswith("qwen")]
+#: Qwen3.5 with its own real tokenizer and template (248,320-row vocabulary; built by
+#: tools/qwen3_5_tokenizer/build.py, skipped without it); the others use the Qwen2 vocabulary
+QWEN3_5_REAL = "qwen3_5+real-tokenizer"
+
+
+def _folder(model_type: str, request: pytest.FixtureRequest) -> Path:
+    if model_type == QWEN3_5_REAL:
+        return request.getfixturevalue("tiny_qwen3_5_dir")
+    return request.getfixturevalue("tiny_vlm_dirs")(model_type)
 
 
 def _pictures() -> list[Image.Image]:
@@ -41,9 +50,9 @@ def pictures() -> list[Image.Image]:
     return _pictures()
 
 
-@pytest.mark.parametrize("model_type", QWEN_TYPES)
-def test_scores_equal_the_plain_procedure_at_batch_1_2_5(model_type, tiny_vlm_dirs, pictures):
-    folder = tiny_vlm_dirs(model_type)
+@pytest.mark.parametrize("model_type", [*QWEN_TYPES, QWEN3_5_REAL])
+def test_scores_equal_the_plain_procedure_at_batch_1_2_5(model_type, request, pictures):
+    folder = _folder(model_type, request)
     backbone = load_backbone(folder)
     assert isinstance(backbone, HFVisionLanguageBackbone)
     question = ARTQUANT_SPEC.question()
@@ -115,11 +124,11 @@ def test_native_pixel_limits_change_the_token_count(model_type, tiny_vlm_dirs, p
     assert default.image_processor([big]).token_counts(2)[0] > 16
 
 
-@pytest.mark.parametrize("model_type", ["qwen2_5_vl", "qwen3_5"])
-def test_generate_equals_model_generate_greedy(model_type, tiny_vlm_dirs, pictures):
+@pytest.mark.parametrize("model_type", ["qwen2_5_vl", "qwen3_5", QWEN3_5_REAL])
+def test_generate_equals_model_generate_greedy(model_type, request, pictures):
     from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
 
-    folder = tiny_vlm_dirs(model_type)
+    folder = _folder(model_type, request)
     backbone = load_backbone(folder)
     got = backbone.generate(backbone.image_processor([pictures[0]]), max_new_tokens=6)
     # the plain way: chat template, expanded placeholder, model.generate greedy
@@ -131,12 +140,15 @@ def test_generate_equals_model_generate_greedy(model_type, tiny_vlm_dirs, pictur
             "content": [{"type": "image"}, {"type": "text", "text": "Describe this painting."}],
         }
     ]
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    # thinking off (Qwen3.5's template writes an empty thinking block; Qwen2's ignores the flag)
+    text = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=False, enable_thinking=False
+    )
     pixels = processor(images=[pictures[0]], return_tensors="pt")
     count = int(pixels["image_grid_thw"].prod()) // 4
     text = text.replace("<|image_pad|>", "<|image_pad|>" * count)
     inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False)
-    types = (inputs["input_ids"] == 151655).int()
+    types = (inputs["input_ids"] == backbone.model.config.image_token_id).int()
     out = backbone.model.generate(
         **inputs, **pixels, mm_token_type_ids=types, max_new_tokens=6, do_sample=False
     )

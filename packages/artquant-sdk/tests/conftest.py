@@ -136,3 +136,14 @@ def tiny_qwen_checkpoints(
         "native": save_tiny_vlm(root / "native", "qwen2_5_vl", tokenizer),
         "fixed": save_tiny_vlm(root / "fixed", "qwen2_5_vl", tokenizer, spec=fixed),
     }
+
+
+@pytest.fixture(scope="session")
+def qwen3_5_tokenizer_dir() -> Path:
+    """The real Qwen3.5 tokenizer, built offline by ``tools/qwen3_5_tokenizer/build.py``
+    (``$ARTQUANT_QWEN3_5_TOKENIZER`` or ``~/.cache/artquant/tokenizers/qwen3_5``)."""
+    from artquant_model.testing import qwen3_5_tokenizer_dir, qwen3_5_tokenizer_missing
+
+    if reason := qwen3_5_tokenizer_missing():
+        pytest.skip(reason)
+    return qwen3_5_tokenizer_dir()

@@ -43,3 +43,14 @@ def _one_thread_and_fresh_accelerate_state() -> Any:
         GradientState._reset_state()
     except ImportError:  # accelerate is a dependency; this only guards odd environments
         pass
+
+
+@pytest.fixture(scope="session")
+def qwen3_5_tokenizer_dir() -> Path:
+    """The real Qwen3.5 tokenizer, built offline by ``tools/qwen3_5_tokenizer/build.py``
+    (``$ARTQUANT_QWEN3_5_TOKENIZER`` or ``~/.cache/artquant/tokenizers/qwen3_5``)."""
+    from artquant_model.testing import qwen3_5_tokenizer_dir, qwen3_5_tokenizer_missing
+
+    if reason := qwen3_5_tokenizer_missing():
+        pytest.skip(reason)
+    return qwen3_5_tokenizer_dir()

@@ -23,7 +23,59 @@ QWEN2_VISION_TOKENS = {
     "vision_start_token_id": 151652,
     "vision_end_token_id": 151653,
 }
+#: Qwen3.5's vocabulary (248,044 ranks + 33 added tokens, the embedding padded to 248,320 rows as
+#: the released models pad it) and its vision token ids (transformers' ``Qwen3_5Config``
+#: defaults): a tiny ``qwen3_5`` saved with the real Qwen3.5 tokenizer (built by
+#: ``tools/qwen3_5_tokenizer/build.py``) uses them.
+QWEN3_5_VOCAB_SIZE = 248320
+QWEN3_5_VISION_TOKENS = {
+    "image_token_id": 248056,
+    "video_token_id": 248057,
+    "vision_start_token_id": 248053,
+    "vision_end_token_id": 248054,
+}
+#: Where ``tools/qwen3_5_tokenizer/build.py`` writes the Qwen3.5 tokenizer folder by default, and
+#: the variable that points elsewhere.
+QWEN3_5_TOKENIZER_ENV = "ARTQUANT_QWEN3_5_TOKENIZER"
+QWEN3_5_TOKENIZER_CACHE = Path.home() / ".cache" / "artquant" / "tokenizers" / "qwen3_5"
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+
+
+def qwen3_5_tokenizer_dir() -> Path:
+    """The folder of the Qwen3.5 tokenizer built by ``tools/qwen3_5_tokenizer/build.py``:
+    ``$ARTQUANT_QWEN3_5_TOKENIZER`` if set, else ``~/.cache/artquant/tokenizers/qwen3_5``.
+
+    Returns:
+        The folder; it may not exist (``(folder / "tokenizer.json").is_file()`` says whether
+        it was built).
+    """
+    override = os.environ.get(QWEN3_5_TOKENIZER_ENV)
+    return Path(override).expanduser() if override else QWEN3_5_TOKENIZER_CACHE
+
+
+def qwen3_5_tokenizer_missing() -> str | None:
+    """Why the Qwen3.5 tokenizer cannot be used (a test's skip reason), or None when it is built.
+
+    Example:
+        >>> reason = qwen3_5_tokenizer_missing()  # None once build.py has run
+    """
+    path = qwen3_5_tokenizer_dir()
+    if (path / "tokenizer.json").is_file():
+        return None
+    return (
+        f"the Qwen3.5 tokenizer is not built: {path} has no tokenizer.json (run `uv run python "
+        f"tools/qwen3_5_tokenizer/build.py --download`, or set {QWEN3_5_TOKENIZER_ENV})"
+    )
+
+
+def qwen_vocabulary(tokenizer: Any) -> dict[str, int]:
+    """``vocab_size`` and the vision token ids of the tiny config that fits ``tokenizer``:
+    Qwen3.5's when its ``<|image_pad|>`` has Qwen3.5's id, else Qwen2's (the stand-in)."""
+    if tokenizer.convert_tokens_to_ids("<|image_pad|>") == QWEN3_5_VISION_TOKENS["image_token_id"]:
+        return {"vocab_size": QWEN3_5_VOCAB_SIZE, **QWEN3_5_VISION_TOKENS}
+    return {"vocab_size": QWEN2_VOCAB_SIZE, **QWEN2_VISION_TOKENS}
+
+
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
@@ -54,10 +106,13 @@ def tiny_vlm_config(
     vision_depth: int = 2,
     vision_hidden_size: int = 32,
     vocab_size: int = QWEN2_VOCAB_SIZE,
+    vision_token_ids: dict[str, int] | None = None,
     **text_overrides: Any,
 ) -> Any:
     """A tiny config of a supported family (Qwen2's vocabulary; Qwen2's vision token ids, or
-    for Gemma 3 and InternVL the ids of their picture tokens in :func:`tiny_vlm_tokenizer`).
+    for Gemma 3 and InternVL the ids of their picture tokens in :func:`tiny_vlm_tokenizer`;
+    a Qwen family takes another vocabulary's, e.g. Qwen3.5's, through ``vocab_size`` and
+    ``vision_token_ids``, see :func:`qwen_vocabulary`).
 
     Args:
         model_type: One of :data:`TINY_VLM_MODEL_TYPES`.
@@ -67,6 +122,8 @@ def tiny_vlm_config(
         vision_depth: Vision-tower blocks.
         vision_hidden_size: Vision-tower width.
         vocab_size: Vocabulary size (must cover the tokenizer).
+        vision_token_ids: A Qwen family's ``image_token_id``, ``video_token_id``,
+            ``vision_start_token_id``, ``vision_end_token_id`` (default Qwen2's).
         **text_overrides: Further language-model fields.
 
     Returns:
@@ -80,6 +137,10 @@ def tiny_vlm_config(
     if model_type not in TINY_VLM_MODEL_TYPES:
         raise ValueError(f"model_type {model_type!r} is not one of {list(TINY_VLM_MODEL_TYPES)}")
     if model_type in _STAND_IN_TOKENS:
+        if vision_token_ids is not None:
+            raise ValueError(
+                f"{model_type} takes no vision_token_ids (its picture tokens are fixed)"
+            )
         return _tiny_tiled_config(
             model_type,
             hidden_size=hidden_size,
@@ -155,7 +216,7 @@ def tiny_vlm_config(
         text_config=text,
         vision_config=vision,
         tie_word_embeddings=True,
-        **QWEN2_VISION_TOKENS,
+        **(QWEN2_VISION_TOKENS if vision_token_ids is None else vision_token_ids),
     )
 
 
@@ -423,8 +484,10 @@ def save_tiny_vlm(
     Args:
         directory: Where to write (created).
         model_type: One of :data:`TINY_VLM_MODEL_TYPES`.
-        tokenizer: A Qwen2-vocabulary tokenizer with a chat template (e.g. the real one); for
-            Gemma 3 and InternVL it is turned into the stand-in of :func:`tiny_vlm_tokenizer`.
+        tokenizer: A tokenizer with a chat template: the real Qwen2 one (any family; for
+            Gemma 3 and InternVL it is turned into the stand-in of :func:`tiny_vlm_tokenizer`)
+            or, for a Qwen family, another Qwen vocabulary such as the real Qwen3.5 one (the
+            config then takes its size and vision ids, :func:`qwen_vocabulary`).
         seed: Seed of the weights.
         spec: Written as ``artquant_spec.json`` when given.
         preprocessor: Overrides of :func:`tiny_preprocessor_config`.
@@ -435,6 +498,13 @@ def save_tiny_vlm(
     """
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
+    if model_type.startswith("qwen") and "vocab_size" not in overrides:
+        vocabulary = qwen_vocabulary(tokenizer)
+        overrides = {
+            "vocab_size": vocabulary.pop("vocab_size"),
+            "vision_token_ids": vocabulary,
+            **overrides,
+        }
     tiny_vlm_model(model_type, seed=seed, **overrides).save_pretrained(folder)
     tiny_vlm_tokenizer(model_type, tokenizer).save_pretrained(folder)
     settings = tiny_preprocessor_config(model_type, **(preprocessor or {}))

@@ -4,7 +4,9 @@ mPLUG-Owl2 (below) and the generic backbone's families, Qwen-VL, Gemma 3 and Int
 (:func:`tiny_vlm_model`, :func:`save_tiny_vlm`: ~5 M parameters, nearly all of them Qwen2's
 151,936-token embedding table, so the real Qwen2 tokenizer fits, with Gemma 3's and InternVL's
 picture tokens added by :func:`tiny_vlm_tokenizer`; :func:`reference_vlm_scores` is the plain
-transformers scoring procedure).
+transformers scoring procedure). A tiny Qwen3.5 saved with the real Qwen3.5 tokenizer (built
+offline by ``tools/qwen3_5_tokenizer/build.py``, found by :func:`qwen3_5_tokenizer_dir`) takes
+Qwen3.5's 248,320-row vocabulary instead (~8 M parameters).
 
 Everything here builds in well under a second on a CPU. The tiny model keeps the real architecture
 (ViT with interleaved QKV, abstractor with sin-cos tables, multiway LLaMA) at toy sizes: 28 px
@@ -25,8 +27,14 @@ from transformers import PreTrainedTokenizerBase
 from artquant_model._tiny_vlm import (
     QWEN2_VISION_TOKENS,
     QWEN2_VOCAB_SIZE,
+    QWEN3_5_TOKENIZER_ENV,
+    QWEN3_5_VISION_TOKENS,
+    QWEN3_5_VOCAB_SIZE,
     TINY_VLM_MODEL_TYPES,
     plain_vlm_scores,
+    qwen3_5_tokenizer_dir,
+    qwen3_5_tokenizer_missing,
+    qwen_vocabulary,
     reference_vlm_scores,
     save_tiny_vlm,
     tiny_preprocessor_config,
@@ -40,9 +48,15 @@ from artquant_model.backbones.mplug_owl2.modeling_mplug_owl2 import MPLUGOwl2For
 __all__ = [
     "QWEN2_VISION_TOKENS",
     "QWEN2_VOCAB_SIZE",
+    "QWEN3_5_TOKENIZER_ENV",
+    "QWEN3_5_VISION_TOKENS",
+    "QWEN3_5_VOCAB_SIZE",
     "TINY_VLM_MODEL_TYPES",
     "TINY_VOCAB_SIZE",
     "plain_vlm_scores",
+    "qwen3_5_tokenizer_dir",
+    "qwen3_5_tokenizer_missing",
+    "qwen_vocabulary",
     "reference_vlm_scores",
     "save_tiny_checkpoint",
     "save_tiny_model",
