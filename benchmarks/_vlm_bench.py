@@ -184,8 +184,10 @@ def run_vlm(args: Any, recorder: Any, paths: list[Path], device: torch.device, d
         image_size=side,
         resolution=args.resolution,
         tokens_first_picture=tokens,
-        # run once per batch instead of once per picture (0 where the model cannot share it)
-        shared_prefix_tokens=len(before) if scorer.backbone.shares_prefix(before) else 0,
+        # what share_prefix runs once per batch instead of once per picture (0 where the model
+        # cannot share it: recurrent layers)
+        shared_prefix_tokens=0 if scorer.backbone.recurrent else len(before),
+        share_prefix=scorer.backbone.share_prefix,
     )
 
     product: dict[int, list[float]] = {}
