@@ -184,33 +184,54 @@ def run_vlm(args: Any, recorder: Any, paths: list[Path], device: torch.device, d
         image_size=side,
         resolution=args.resolution,
         tokens_first_picture=tokens,
+        # what share_prefix runs once per batch instead of once per picture (0 where the model
+        # cannot share it: recurrent layers)
+        shared_prefix_tokens=0 if scorer.backbone.recurrent else len(before),
+        share_prefix=scorer.backbone.share_prefix,
     )
 
     product: dict[int, list[float]] = {}
+    # the backbone's default, then, when asked, the shared prompt prefix the other way: the
+    # same batches one right after the other, so both see the same load
+    default = bool(scorer.backbone.share_prefix)
+    variants = [("product", default)]
+    if getattr(args, "compare_shared_prefix", False):
+        other = "product_full_sequence" if default else "product_shared_prefix"
+        variants.append((other, not default))
     for repeat in range(args.repeats):
         for batch_size in args.batch_sizes:
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            start = time.perf_counter()
-            results = scorer.score(paths, batch_size=batch_size, progress=False)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds = time.perf_counter() - start
-            product[batch_size] = [r.score for r in results]
-            recorder.emit(
-                kind="product",
-                batch_size=batch_size,
-                repeat=repeat,
-                images=len(paths),
-                images_per_s=len(paths) / seconds,
-                ms_per_image=1000 * seconds / len(paths),
-                peak_device_gib=(
-                    torch.cuda.max_memory_allocated(device) / 2**30
-                    if device.type == "cuda"
-                    else None
-                ),
-                load_average=_load(),
-            )
+            for kind, share in variants:
+                scorer.backbone.share_prefix = share
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                start = time.perf_counter()
+                results = scorer.score(paths, batch_size=batch_size, progress=False)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                seconds = time.perf_counter() - start
+                scores = [r.score for r in results]
+                shared = product.setdefault(batch_size, scores)
+                extra = {}
+                if share != default:
+                    extra["max_score_difference_to_product"] = max(
+                        abs(a - b) for a, b in zip(scores, shared, strict=True)
+                    )
+                recorder.emit(
+                    kind=kind,
+                    batch_size=batch_size,
+                    repeat=repeat,
+                    images=len(paths),
+                    images_per_s=len(paths) / seconds,
+                    ms_per_image=1000 * seconds / len(paths),
+                    peak_device_gib=(
+                        torch.cuda.max_memory_allocated(device) / 2**30
+                        if device.type == "cuda"
+                        else None
+                    ),
+                    load_average=_load(),
+                    **extra,
+                )
+    scorer.backbone.share_prefix = default
     if args.no_baseline:
         return
     count = min(len(paths), args.baseline_images or 64)

@@ -196,6 +196,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--log", type=Path, default=None, help="also append the JSON lines to this file"
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the plain one-image loop")
+    parser.add_argument(
+        "--compare-shared-prefix",
+        action="store_true",
+        help="qwen: also score each batch size with the backbone's share_prefix the other way "
+        "(kind product_shared_prefix, or product_full_sequence), right after the default run",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     sizes = VLM_SIZES if args.backbone == "qwen" else SIZES
@@ -602,11 +608,32 @@ def _run_qwen(args: argparse.Namespace, device: torch.device, dtype: torch.dtype
             **(
                 {"batch8_over_plain": product[8] / plain[0]["images_per_s"]} if 8 in product else {}
             ),
+            **_shared_over_full(recorder.records),
             max_score_difference=plain[0]["max_score_difference"],
         )
     rows = [r for r in recorder.records if "images_per_s" in r]
     print("\n" + recorder.table(TABLE, rows), flush=True)
     return recorder
+
+
+def _shared_over_full(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Per batch size, the median images/s with the shared prompt prefix over without it
+    (``--compare-shared-prefix``; kind ``product`` is the backbone's default setting)."""
+    rates: dict[str, dict[int, list[float]]] = {}
+    for row in records:
+        if str(row["kind"]).startswith("product"):
+            rates.setdefault(row["kind"], {}).setdefault(row["batch_size"], []).append(
+                row["images_per_s"]
+            )
+    if "product_shared_prefix" in rates:
+        shared, full = rates["product_shared_prefix"], rates.get("product", {})
+    else:
+        shared, full = rates.get("product", {}), rates.get("product_full_sequence", {})
+    return {
+        f"batch{b}_shared_over_full_sequence": statistics.median(v) / statistics.median(full[b])
+        for b, v in shared.items()
+        if b in full
+    }
 
 
 def _summary(recorder: Recorder) -> None:

@@ -17,10 +17,15 @@ How a score is read (the same as the plain transformers procedure, tested agains
    marks them, so the model builds its multimodal rotary positions (mrope) from the picture's
    grid. Without it Qwen2.5-VL silently falls back to plain positions and scores move by more
    than 2 points on 1-10.
-3. A batch is padded on the **left** with an attention mask, so every row ends at its read
-   position; the model derives each row's positions from the mask, so a row scores as it does
-   alone (float32: within 1e-5).
-4. Only the K level-word rows of the LM head are applied, at the last position only.
+3. The text before the picture (system turn, user-turn opening) is the same for every picture:
+   with ``share_prefix`` on, it runs once per batch as one row, and each picture continues its
+   keys and values with its picture tokens and the text after them, padded on the **right**
+   and read at its last real token, at the positions of the full sequence (see
+   :meth:`HFVisionLanguageBackbone.level_logits`). Without it (the default; always on Qwen3.5)
+   a batch is padded on the **left** with an attention mask, so every row ends at its read
+   position, and positions come from the mask. Either way a row scores as it does alone
+   (float32: within 1e-5).
+4. Only the K level-word rows of the LM head are applied, at the read position only.
 
 Example:
     >>> import torch
@@ -31,9 +36,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -47,6 +54,25 @@ from artquant_model.levels import LevelScores, first_token_ids, level_scores
 from artquant_model.spec import ARTQUANT_SPEC, TOTAL, Question, ScorerSpec, read_spec
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _PicturePass:
+    """What a batch's pass up to the end of its text leaves (see ``_picture_pass``).
+
+    Attributes:
+        hidden: ``[N, hidden]`` final states at each row's last real token.
+        cache: The key/value cache of every column (None unless kept).
+        mask: ``[N, columns]`` attention mask of the cache's columns.
+        following: ``[N]`` the position that follows each row's last real token (None unless
+            the cache is kept).
+    """
+
+    hidden: torch.Tensor
+    cache: Any
+    mask: torch.Tensor
+    following: torch.Tensor | None
+
 
 #: ``config.json`` ``model_type`` values this backbone is tested on (one adapter per family,
 #: :mod:`~artquant_model.backbones.hf_vlm.families`).
@@ -68,6 +94,15 @@ class HFVisionLanguageBackbone(Backbone):
         image_processor: The family's image processor (a :class:`VisionImageProcessor` for
             the Qwen families, a :class:`TileImageProcessor` for Gemma 3 and InternVL).
         spec: The scorer spec (default :data:`artquant_model.spec.ARTQUANT_SPEC`).
+
+    Attributes:
+        share_prefix: Run the text before the picture once per batch (see
+            :meth:`level_logits`). Off by default: on the shared 2-core CPU it was measured
+            slower, not faster (benchmarks/NOTES.md), while it saves 5 % of a 448 px
+            sequence's language-model tokens; turn it on where a measurement says so.
+            Scores are the same either way (float32: within 1e-5).
+        sliding_window: The model's sliding-window size where it has such layers (Gemma 3),
+            else None.
 
     Raises:
         ValueError: The tokenizer has no chat template, the template writes no image
@@ -104,6 +139,11 @@ class HFVisionLanguageBackbone(Backbone):
         self.recurrent = any(
             kind == "linear_attention" for kind in getattr(text_config, "layer_types", None) or ()
         )
+        kinds = getattr(text_config, "layer_types", None) or ()
+        self.sliding_window: int | None = (
+            int(text_config.sliding_window) if "sliding_attention" in kinds else None
+        )
+        self.share_prefix = False
         pad = tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else tokenizer.eos_token_id)
         self._prompts: dict[tuple[str, str | None], tuple[list[int], list[int]]] = {}
@@ -301,13 +341,38 @@ class HFVisionLanguageBackbone(Backbone):
             raise ValueError("no pictures to score")
         return pixels
 
+    def shares_prefix(self, before: Sequence[int]) -> bool:
+        """Whether a batch runs the text before the picture once (see :meth:`level_logits`):
+        :attr:`share_prefix` is on, the prompt has text before the picture, and the model has
+        no linear-attention (recurrent) layers."""
+        return self.share_prefix and len(before) > 0 and not self.recurrent
+
     def level_logits(self, pixels: VisionBatch, *, question: str = TOTAL) -> torch.Tensor:
         """``[N, K]`` level-word logits at the read position (model dtype, model device).
 
-        One forward pass for the batch, left-padded. For models with linear-attention layers
-        (Qwen3.5) one pass per distinct sequence length instead: there, left padding shifts the
-        chunked delta rule's cumulative decays and moves float32 scores by about 1e-5, so rows
-        run unpadded (fixed resolution gives one length, hence one pass).
+        The tokens before the picture (system turn, user-turn opening, the family's
+        start-of-picture text: about 20 tokens of ~290 for a 448 px picture on Qwen2.5-VL) are
+        the same for every picture and, under causal attention, do not see it: they run once,
+        as a batch of one, and their keys and values are repeated over the batch
+        (:attr:`share_prefix`). Each picture then runs its picture tokens and the text after
+        them, padded on the right and read at its last real token, so every row's real tokens
+        stay contiguous from the first cache column (no hole in the mask: sliding-window layers
+        see what they see in the full sequence). Positions are the full sequence's: the
+        multimodal rotary positions of ``get_rope_index`` over prefix + picture + text, sliced,
+        on the Qwen-VL models; the prefix length plus the column on Gemma 3 and InternVL.
+        Gemma 3's picture marks cover the prefix too: its mask reads them by absolute position.
+
+        Without a shared prefix (``share_prefix`` off, a template that starts with the
+        picture), one left-padded forward pass runs each picture's whole sequence. Models with
+        linear-attention layers (Qwen3.5) always do, one pass per distinct sequence length:
+        there, left padding shifts the chunked delta rule's cumulative decays and moves float32
+        scores by about 1e-5, so rows run unpadded (fixed resolution gives one length, hence one
+        pass). A shared prefix is not used there either: continuing its recurrent and
+        convolution states goes through a hybrid cache whose interface differs between the
+        transformers versions supported (5.17's ``cache_params``, 5.24's
+        ``get_recurrent_state``), and starting the continuation at the prefix's end moves the
+        chunked rule's chunk boundaries, the same kind of float32 reordering that rules out
+        left padding.
         """
         pixels = self._check_pixels(pixels)
         asked: Question = self.spec.question(question)
@@ -331,15 +396,121 @@ class HFVisionLanguageBackbone(Backbone):
         return self._forward_levels(pixels, before, after, question)
 
     def _forward_levels(
-        self, pixels: VisionBatch, before: list[int], after: list[int], question: str
+        self, pixels: Any, before: list[int], after: list[int], question: str
     ) -> torch.Tensor:
-        inputs = self.build_inputs(pixels, before, after)
-        head = self.model.get_output_embeddings()
-        index = torch.tensor(self.level_ids(question), device=self.device)
         with torch.inference_mode():
-            hidden = self.model.base_model(**inputs, use_cache=False).last_hidden_state[:, -1, :]
-            bias = None if head.bias is None else head.bias.index_select(0, index)
-            return torch.nn.functional.linear(hidden, head.weight.index_select(0, index), bias)
+            done = self._picture_pass(
+                pixels, before, after, share=self.shares_prefix(before), keep_cache=False
+            )
+            return self._level_head(done.hidden, question)
+
+    def _level_head(self, hidden: torch.Tensor, question: str) -> torch.Tensor:
+        """The K level-word rows of the LM head applied to ``[N, hidden]`` states."""
+        head = self.model.get_output_embeddings()
+        index = torch.tensor(self.level_ids(question), device=hidden.device)
+        bias = None if head.bias is None else head.bias.index_select(0, index)
+        return torch.nn.functional.linear(hidden, head.weight.index_select(0, index), bias)
+
+    @functools.cached_property
+    def _cache_keyword(self) -> str:
+        """The base model's keyword for a key/value cache: transformers 5.24 renamed
+        ``past_key_values`` to ``cache`` (5.17 has only the old name)."""
+        import inspect
+
+        parameters = inspect.signature(self.model.base_model.forward).parameters
+        return "cache" if "cache" in parameters else "past_key_values"
+
+    def _plain_positions(self, start: torch.Tensor | int, width: int) -> torch.Tensor:
+        """Positions ``start + 0 .. width-1`` per row, shaped as the family takes them:
+        ``[N, width]`` (Gemma 3, InternVL) or ``[3, N, width]`` (multimodal rotary, text:
+        the three axes alike)."""
+        steps = torch.arange(width, device=self.device)
+        starts = torch.as_tensor(start, device=self.device).reshape(-1, 1)
+        positions = starts + steps[None, :]
+        if not self.vlm_family.positions_from_mask:
+            positions = positions.unsqueeze(0).expand(3, -1, -1)
+        return positions
+
+    def _picture_pass(
+        self, pixels: Any, before: list[int], after: list[int], *, share: bool, keep_cache: bool
+    ) -> _PicturePass:
+        """Run ``before + picture + after`` for every picture: the text before the picture
+        once when ``share`` (see :meth:`level_logits`), else one left-padded pass. The caller
+        holds inference mode."""
+        base = self.model.base_model
+        device = self.device
+        if not share:
+            inputs = self.build_inputs(pixels, before, after)
+            output = base(**inputs, use_cache=keep_cache)
+            mask = inputs["attention_mask"]
+            hidden = output.last_hidden_state[:, -1, :]
+            if not keep_cache:
+                return _PicturePass(hidden, None, mask, None)
+            if self.vlm_family.positions_from_mask:
+                following = inputs["position_ids"][:, -1] + 1
+            else:
+                positions, _ = base.get_rope_index(
+                    input_ids=inputs["input_ids"],
+                    mm_token_type_ids=inputs["mm_token_type_ids"],
+                    image_grid_thw=inputs["image_grid_thw"],
+                    attention_mask=mask,
+                )
+                # one past the last position: for text the three axes are alike; for a
+                # picture the next text position is one past its largest (t, h or w)
+                following = positions[..., -1].amax(dim=0) + 1
+            return _PicturePass(hidden, getattr(output, self._cache_keyword), mask, following)
+
+        keyword = self._cache_keyword
+        count = len(pixels)
+        prefix = torch.tensor([before], dtype=torch.long, device=device)
+        # the text before the picture, once: a batch of one, plain positions 0..P-1 (on the
+        # Qwen-VL models get_rope_index numbers text before any picture the same way)
+        shared = base(
+            input_ids=prefix,
+            attention_mask=torch.ones_like(prefix),
+            position_ids=self._plain_positions(0, len(before)),
+            use_cache=True,
+        )
+        cache = getattr(shared, keyword)
+        cache.batch_repeat_interleave(count)
+        # picture + text after it per row, padded on the right
+        lengths = [n + len(after) for n in pixels.token_counts(self.merge_size)]
+        longest = max(lengths)
+        ids = torch.full((count, longest), self.pad_token_id, dtype=torch.long)
+        tail_mask = torch.zeros((count, longest), dtype=torch.long)
+        tail = torch.tensor(after, dtype=torch.long)
+        for row, length in enumerate(lengths):
+            pictured = length - len(after)
+            ids[row, :pictured] = self.image_token_id
+            ids[row, pictured:length] = tail
+            tail_mask[row, :length] = 1
+        ids, tail_mask = ids.to(device), tail_mask.to(device)
+        mask = torch.cat([prefix.new_ones((count, len(before))), tail_mask], dim=1)
+        whole = torch.cat([prefix.expand(count, -1), ids], dim=1)
+        inputs = {"input_ids": ids, "attention_mask": mask}
+        marks = (whole == self.image_token_id).to(torch.int32)
+        if self.vlm_family.type_ids_key is not None:
+            # the whole sequence's marks: Gemma 3's bidirectional picture mask indexes them by
+            # absolute position (cache columns included); Qwen's are read only for positions
+            inputs[self.vlm_family.type_ids_key] = marks
+        ends = torch.tensor(lengths, device=device) - 1
+        rows = torch.arange(count, device=device)
+        inputs.update(self.vlm_family.pixel_inputs(pixels, device, self.dtype))
+        if self.vlm_family.positions_from_mask:
+            positions = self._plain_positions(len(before), longest).expand(count, -1)
+            following = positions[rows, ends] + 1
+        else:
+            full, _ = base.get_rope_index(
+                input_ids=whole,
+                mm_token_type_ids=marks,
+                image_grid_thw=inputs["image_grid_thw"],
+                attention_mask=mask,
+            )
+            positions = full[..., len(before) :]
+            following = positions[:, rows, ends].amax(dim=0) + 1
+        output = base(**inputs, position_ids=positions, use_cache=True, **{keyword: cache})
+        hidden = output.last_hidden_state[rows, ends]
+        return _PicturePass(hidden, cache if keep_cache else None, mask, following)
 
     def _scores(self, logits: torch.Tensor) -> LevelScores:
         logits = logits.float().cpu()
@@ -347,7 +518,8 @@ class HFVisionLanguageBackbone(Backbone):
         return LevelScores(score=closed.score, std=closed.std, probs=closed.probs, logits=logits)
 
     def score(self, pixels: Any, *, question: str = TOTAL) -> LevelScores:
-        """Score a batch (see :meth:`Backbone.score`); one forward pass."""
+        """Score a batch (see :meth:`Backbone.score`): one forward pass over the pictures,
+        after the shared prefix's one row (see :meth:`level_logits`)."""
         return self._scores(self.level_logits(pixels, question=question))
 
     def score_questions(
@@ -391,36 +563,31 @@ class HFVisionLanguageBackbone(Backbone):
         names: list[str],
     ) -> list[torch.Tensor]:
         """``[N, K]`` level logits per question, the picture and the shared text run once."""
-        import inspect
-
         shortest = min(len(after) for after in afters)
         common = 0
         while common < shortest - 1 and all(a[common] == afters[0][common] for a in afters):
             common += 1
-        base = self.model.base_model
-        # transformers 5.24 renamed past_key_values to cache (5.17 has only the old name)
-        parameters = inspect.signature(base.forward).parameters
-        cache_name = "cache" if "cache" in parameters else "past_key_values"
-        inputs = self.build_inputs(pixels, before, afters[0][:common])
+        tails = [after[common:] for after in afters]
+        longest = max(len(tail) for tail in tails)
+        counts = pixels.token_counts(self.merge_size)
+        # With a shared prefix, rows of different lengths end in right padding, and the
+        # questions' tokens come after it: a hole in the mask. Attention layers do not mind
+        # (explicit positions, masked columns), but a sliding window counts columns, so with
+        # a window shorter than the columns the hole would hide real tokens from it: then the
+        # picture part runs left-padded, prefix included, as in level_logits' unshared path.
+        columns = len(before) + max(counts) + common + longest
+        holes_harmless = (
+            len(set(counts)) == 1 or self.sliding_window is None or columns <= self.sliding_window
+        )
+        share = self.shares_prefix(before) and holes_harmless
         count, width = len(pixels), len(afters)
         device = self.device
         with torch.inference_mode():
-            shared = base(**inputs, use_cache=True)
-            cache = getattr(shared, cache_name)
-            if self.vlm_family.positions_from_mask:
-                # plain positions (Gemma 3, InternVL), counted from the mask by build_inputs
-                following = inputs["position_ids"][:, -1] + 1  # [N]
-            else:
-                positions, _ = base.get_rope_index(
-                    input_ids=inputs["input_ids"],
-                    mm_token_type_ids=inputs["mm_token_type_ids"],
-                    image_grid_thw=inputs["image_grid_thw"],
-                    attention_mask=inputs["attention_mask"],
-                )
-                # the shared part ends with text: its next position is one past its last one
-                following = positions[..., -1].amax(dim=0) + 1  # [N]
-            tails = [after[common:] for after in afters]
-            longest = max(len(tail) for tail in tails)
+            done = self._picture_pass(
+                pixels, before, afters[0][:common], share=share, keep_cache=True
+            )
+            cache, following = done.cache, done.following
+            assert following is not None  # kept with the cache
             ids = torch.full((count * width, longest), self.pad_token_id, dtype=torch.long)
             mask = torch.zeros((count * width, longest), dtype=torch.long)
             ends = torch.zeros(count * width, dtype=torch.long)
@@ -429,31 +596,21 @@ class HFVisionLanguageBackbone(Backbone):
                 mask[slot::width, : len(tail)] = 1
                 ends[slot::width] = len(tail) - 1
             cache.batch_repeat_interleave(width)  # row = picture * width + question
-            start = following.to(device).repeat_interleave(width)
-            steps = torch.arange(longest, device=device)
-            position_ids = start[:, None] + steps[None, :]
-            if not self.vlm_family.positions_from_mask:  # multimodal rotary: (t, h, w) alike
-                position_ids = position_ids.unsqueeze(0).expand(3, -1, -1)
+            # positions continue each picture's: one past its last real token's
+            position_ids = self._plain_positions(following.repeat_interleave(width), longest)
             full_mask = torch.cat(
-                [inputs["attention_mask"].repeat_interleave(width, dim=0), mask.to(device)], dim=1
+                [done.mask.repeat_interleave(width, dim=0), mask.to(device)], dim=1
             )
-            output = base(
+            output = self.model.base_model(
                 input_ids=ids.to(device),
                 attention_mask=full_mask,
                 position_ids=position_ids,
                 use_cache=True,
-                **{cache_name: cache},
+                **{self._cache_keyword: cache},
             )
             rows = torch.arange(count * width, device=device)
             hidden = output.last_hidden_state[rows, ends.to(device)]
-            head = self.model.get_output_embeddings()
-            out = []
-            for slot, name in enumerate(names):
-                index = torch.tensor(self.level_ids(name), device=device)
-                bias = None if head.bias is None else head.bias.index_select(0, index)
-                weight = head.weight.index_select(0, index)
-                out.append(torch.nn.functional.linear(hidden[slot::width], weight, bias))
-        return out
+            return [self._level_head(hidden[slot::width], name) for slot, name in enumerate(names)]
 
     def generate(
         self, pixels: Any, prompt: str | None = None, *, max_new_tokens: int = 512
