@@ -97,9 +97,10 @@ class HFVisionLanguageBackbone(Backbone):
 
     Attributes:
         share_prefix: Run the text before the picture once per batch (see
-            :meth:`level_logits`). Off by default: on the shared 2-core CPU it was measured
-            slower, not faster (benchmarks/NOTES.md), while it saves 5 % of a 448 px
-            sequence's language-model tokens; turn it on where a measurement says so.
+            :meth:`level_logits`). Off by default: it saves 5 % of a 448 px sequence's
+            language-model tokens, but on a 2-core CPU it measured equal to the full sequence
+            on a quiet machine (slower under load; benchmarks/NOTES.md); turn it on where a
+            measurement says it helps.
             Scores are the same either way (float32: within 1e-5).
         sliding_window: The model's sliding-window size where it has such layers (Gemma 3),
             else None.
@@ -134,12 +135,10 @@ class HFVisionLanguageBackbone(Backbone):
         self.placeholder = self.vlm_family.placeholder(config, tokenizer)
         self.picture_text = self.vlm_family.picture_text(config, tokenizer)
         text_config = getattr(config, "text_config", config)
+        kinds = getattr(text_config, "layer_types", None) or ()
         # Linear-attention (gated delta rule) layers, as in Qwen3.5: see level_logits. Gemma 3's
         # sliding-window layers are attention (padding-safe), not recurrent.
-        self.recurrent = any(
-            kind == "linear_attention" for kind in getattr(text_config, "layer_types", None) or ()
-        )
-        kinds = getattr(text_config, "layer_types", None) or ()
+        self.recurrent = "linear_attention" in kinds
         self.sliding_window: int | None = (
             int(text_config.sliding_window) if "sliding_attention" in kinds else None
         )
